@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# libtde's two set-up commands (see README.md):
+#   ./tde.sh demo   install what is missing, build, run the demo
+#   ./tde.sh test   install what is missing, build, run the whole suite
+#                   (normal build, ASan+UBSan build, a short libFuzzer run)
+# Both are idempotent: apt-get runs only when a package is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+JOBS=$(nproc)
+
+# Debian 12 packages the build, the demo and the tests need.
+PACKAGES=(
+    build-essential cmake ninja-build pkg-config git procps
+    clang libclang-rt-14-dev clang-format
+    openssl libssl-dev libgcrypt20-dev libcmocka-dev
+    librocksdb-dev rocksdb-tools
+    libcurl4-openssl-dev libjansson-dev
+    python3 python3-pykmip python3-botocore python3-cryptography awscli
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+ensure_packages() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    # Node runs the Tencent SDK signer in the tests; a machine's own Node is kept.
+    if ! command -v node >/dev/null 2>&1; then
+        missing+=(nodejs npm)
+    fi
+    if [ ${#missing[@]} -eq 0 ]; then
+        return
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing Debian packages: ${missing[*]} (run as root, or install them)" >&2
+        exit 1
+    fi
+    log "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# build DIR [cmake options...]
+build() {
+    local dir=$1
+    shift
+    cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+    cmake --build "$dir" -j "$JOBS"
+}
+
+run_ctest() {
+    ctest --test-dir "$1" -j "$JOBS" --output-on-failure --timeout 900
+}
+
+cmd_demo() {
+    ensure_packages
+    build "$ROOT/build"
+    "$ROOT/examples/demo.sh" "$ROOT/build"
+}
+
+cmd_test() {
+    ensure_packages
+    log "normal build"
+    build "$ROOT/build"
+    run_ctest "$ROOT/build"
+    log "ASan+UBSan build"
+    build "$ROOT/build-asan" -DTDE_SANITIZE=address,undefined -DTDE_BUILD_BENCH=OFF
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        run_ctest "$ROOT/build-asan"
+    log "libFuzzer smoke run (clang)"
+    CC=clang CXX=clang++ build "$ROOT/build-fuzz" -DTDE_FUZZ=ON \
+        -DTDE_SANITIZE=address,undefined -DTDE_BUILD_BENCH=OFF
+    local f seconds=${TDE_FUZZ_SECONDS:-10}
+    for f in "$ROOT"/build-fuzz/fuzz/fuzz_*; do
+        case $f in *_replay) continue ;; esac
+        [ -x "$f" ] || continue
+        local name corpus
+        name=$(basename "$f")
+        corpus=$(mktemp -d)
+        cp -r "$ROOT/fuzz/corpus/${name#fuzz_}/." "$corpus/"
+        log "fuzzing $name for ${seconds}s"
+        "$f" -max_total_time="$seconds" -rss_limit_mb=2048 "$corpus" >"$ROOT/build-fuzz/$name.log" 2>&1 ||
+            { tail -50 "$ROOT/build-fuzz/$name.log"; rm -rf "$corpus"; exit 1; }
+        rm -rf "$corpus"
+    done
+    log "all tests passed"
+}
+
+case "${1:-}" in
+demo) cmd_demo ;;
+test) cmd_test ;;
+deps) ensure_packages ;;
+*)
+    echo "usage: $0 demo|test|deps" >&2
+    exit 2
+    ;;
+esac
