@@ -20,10 +20,10 @@ extern "C" {
 #define TDE_GCM_IV_LEN 12
 #define TDE_GCM_TAG_LEN 16
 
-/** Encrypts @p len bytes of @p pt into @p ct (same length; may be the same buffer) and writes the tag. */
-TDE_API TDE_MUST_USE tde_status tde_gcm_seal(const uint8_t *key, size_t key_len,
-                                             const uint8_t *iv, size_t iv_len,
-                                             const uint8_t *aad, size_t aad_len,
+/** Encrypts @p len bytes of @p pt into @p ct (same length; may be the same buffer) and writes the
+ * tag. */
+TDE_API TDE_MUST_USE tde_status tde_gcm_seal(const uint8_t *key, size_t key_len, const uint8_t *iv,
+                                             size_t iv_len, const uint8_t *aad, size_t aad_len,
                                              const uint8_t *pt, size_t len, uint8_t *ct,
                                              uint8_t *tag, size_t tag_len);
 
@@ -31,17 +31,15 @@ TDE_API TDE_MUST_USE tde_status tde_gcm_seal(const uint8_t *key, size_t key_len,
 TDE_API TDE_MUST_USE tde_status tde_gcm_seal_random_iv(const uint8_t *key, size_t key_len,
                                                        uint8_t iv_out[TDE_GCM_IV_LEN],
                                                        const uint8_t *aad, size_t aad_len,
-                                                       const uint8_t *pt, size_t len,
-                                                       uint8_t *ct,
+                                                       const uint8_t *pt, size_t len, uint8_t *ct,
                                                        uint8_t tag[TDE_GCM_TAG_LEN]);
 
 /**
  * Decrypts and verifies. TDE_ERR_AUTH when the key, IV, AAD, ciphertext or tag
  * do not match; then @p pt holds zeros, never unauthenticated plaintext.
  */
-TDE_API TDE_MUST_USE tde_status tde_gcm_open(const uint8_t *key, size_t key_len,
-                                             const uint8_t *iv, size_t iv_len,
-                                             const uint8_t *aad, size_t aad_len,
+TDE_API TDE_MUST_USE tde_status tde_gcm_open(const uint8_t *key, size_t key_len, const uint8_t *iv,
+                                             size_t iv_len, const uint8_t *aad, size_t aad_len,
                                              const uint8_t *ct, size_t len, const uint8_t *tag,
                                              size_t tag_len, uint8_t *pt);
 
