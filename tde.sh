@@ -51,8 +51,18 @@ build() {
     cmake --build "$dir" -j "$JOBS"
 }
 
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+# run_ctest BUILD_DIR: runs the suite and adds its counts to the totals.
 run_ctest() {
-    ctest --test-dir "$1" -j "$JOBS" --output-on-failure --timeout 900
+    local rc=0 line
+    ctest --test-dir "$1" -j "$JOBS" --output-on-failure --timeout 900 | tee "$1/ctest.log" || rc=$?
+    line=$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$1/ctest.log" | tail -1)
+    if [[ $line =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
+        TOTAL_FAILED=$((TOTAL_FAILED + BASH_REMATCH[1]))
+        TOTAL_PASSED=$((TOTAL_PASSED + BASH_REMATCH[2] - BASH_REMATCH[1]))
+    fi
+    [ "$rc" -eq 0 ] || { echo "tests: $TOTAL_PASSED passed, $TOTAL_FAILED failed"; exit "$rc"; }
 }
 
 cmd_demo() {
@@ -86,7 +96,8 @@ cmd_test() {
             { tail -50 "$ROOT/build-fuzz/$name.log"; rm -rf "$corpus"; exit 1; }
         rm -rf "$corpus"
     done
-    log "all tests passed"
+    log "all tests passed (normal and ASan+UBSan builds, fuzz smoke)"
+    echo "tests: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
 }
 
 case "${1:-}" in
