@@ -101,7 +101,8 @@ mem_read(void *arg, uint8_t *buf, size_t cap, size_t *got)
         n = cap;
     if (m->max_read && n > m->max_read)
         n = m->max_read;
-    memcpy(buf, m->data + m->pos, n);
+    if (n > 0)
+        memcpy(buf, m->data + m->pos, n);
     m->pos += n;
     *got = n;
     return TDE_OK;
@@ -111,6 +112,8 @@ static tde_status
 mem_write(void *arg, const uint8_t *buf, size_t len)
 {
     struct membuf *m = arg;
+    if (len == 0)
+        return TDE_OK;
     if (m->len + len > m->cap) {
         m->cap = (m->len + len) * 2 + 16;
         m->data = realloc(m->data, m->cap);
