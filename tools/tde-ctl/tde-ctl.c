@@ -53,9 +53,9 @@ static const char usage_text[] =
     "Exit status:\n"
     "  0  success\n"
     "  1  any other error (I/O, out of memory, ...)\n"
-    "  2  usage error (unknown command or option, missing argument)\n"
+    "  2  usage error (unknown command or option, missing or malformed argument)\n"
     "  3  authentication failed: wrong master key or context, or tampered data\n"
-    "  4  input corrupt, truncated or of an unsupported format version\n"
+    "  4  input (or key file) corrupt, truncated or of an unsupported version\n"
     "  5  the output exists already (use --force where offered)\n"
     "  6  the master key's provider could not be reached\n";
 
@@ -142,6 +142,7 @@ exit_code(tde_status st)
 {
     switch (st) {
     case TDE_OK: return EXIT_OK;
+    case TDE_ERR_INVALID_ARG: return EXIT_USAGE;
     case TDE_ERR_AUTH: return EXIT_AUTH;
     case TDE_ERR_CORRUPT:
     case TDE_ERR_UNSUPPORTED: return EXIT_CORRUPT;
