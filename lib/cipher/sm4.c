@@ -94,42 +94,51 @@ sm4_counters_transposed(const uint8_t ctr[16], unsigned width, unsigned groups, 
     }
 }
 
+/* Runs the smallest batch of @p impl covering bytes [skip, skip + len) through @p buf. */
+static void
+bounce(const sm4_impl *impl, const uint32_t *rk, const uint8_t ctr[16], unsigned skip,
+       const uint8_t *in, uint8_t *out, size_t len, uint8_t *buf)
+{
+    size_t blocks = (skip + len + 15) / 16;
+    unsigned i = 0;
+
+    while ((size_t)impl->width << i < blocks)
+        i++;
+    memset(buf, 0, skip);
+    memcpy(buf + skip, in, len);
+    memset(buf + skip + len, 0, ((size_t)impl->width << i) * 16 - skip - len);
+    impl->batch[i](rk, ctr, buf, buf);
+    memcpy(out, buf + skip, len);
+    OPENSSL_cleanse(buf, ((size_t)impl->width << i) * 16); /* holds bare keystream */
+}
+
 tde_status
-sm4_process(sm4_kernel kernel, void *sched, const uint8_t counter[16], unsigned skip,
+sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsigned skip,
             const uint8_t *in, uint8_t *out, size_t len)
 {
     const uint32_t *rk = (const uint32_t *)(const void *)tde_secret_data(sched);
-    uint8_t ctr[16], ks[16];
-    size_t full;
+    const size_t full = (size_t)impl->width << impl->max_log2; /* blocks per full batch */
+    uint8_t buf[SM4_MAX_BATCH * 16];
+    uint8_t ctr[16];
 
     if (skip >= 16)
         return tde_error_set(TDE_ERR_INVALID_ARG, "sm4: skip %u is not below the block size", skip);
     memcpy(ctr, counter, 16);
     if (skip != 0 && len != 0) {
-        size_t n = 16 - skip < len ? 16 - skip : len;
-        memset(ks, 0, sizeof(ks));
-        kernel(rk, ctr, ks, ks, 1);
-        for (size_t i = 0; i < n; i++)
-            out[i] = in[i] ^ ks[skip + i];
-        sm4_counter_add(ctr, 1);
+        size_t n = full * 16 - skip < len ? full * 16 - skip : len;
+        bounce(impl, rk, ctr, skip, in, out, n, buf);
+        sm4_counter_add(ctr, (skip + n) / 16);
         in += n;
         out += n;
         len -= n;
     }
-    full = len / 16;
-    if (full != 0) {
-        kernel(rk, ctr, in, out, full);
+    for (; len >= full * 16; len -= full * 16) {
+        impl->batch[impl->max_log2](rk, ctr, in, out);
         sm4_counter_add(ctr, full);
         in += full * 16;
         out += full * 16;
-        len -= full * 16;
     }
-    if (len != 0) {
-        memset(ks, 0, sizeof(ks));
-        kernel(rk, ctr, ks, ks, 1);
-        for (size_t i = 0; i < len; i++)
-            out[i] = in[i] ^ ks[i];
-    }
-    OPENSSL_cleanse(ks, sizeof(ks));
+    if (len != 0)
+        bounce(impl, rk, ctr, 0, in, out, len, buf);
     return TDE_OK;
 }

@@ -24,19 +24,33 @@ extern const cipher_backend tde_cipher_backend_sm4_aesni;
 /* The S-box of GB/T 32907-2016 (table 1). */
 extern const uint8_t sm4_sbox[256];
 
+/* Largest batch a vectorised path may process at once, in blocks. */
+#define SM4_MAX_BATCH 256
+
 /*
- * Encrypts @p nblocks (>= 1) whole blocks: block i of @p out is block i of
- * @p in XOR SM4(rk, counter + i mod 2^128). in == out is allowed.
+ * XORs the keystream of one batch of blocks (counter, counter + 1, ... mod
+ * 2^128) into whole blocks: in -> out, in == out allowed.
  */
-typedef void (*sm4_kernel)(const uint32_t rk[SM4_ROUNDS], const uint8_t counter[16],
-                           const uint8_t *in, uint8_t *out, size_t nblocks);
+typedef void (*sm4_batch_fn)(const uint32_t rk[SM4_ROUNDS], const uint8_t counter[16],
+                             const uint8_t *in, uint8_t *out);
+
+/* A vectorised path: batch[i] processes width << i blocks, for i = 0 .. max_log2. */
+typedef struct sm4_impl {
+    unsigned width;
+    unsigned max_log2;
+    sm4_batch_fn batch[5];
+} sm4_impl;
 
 /* cipher_backend.key_new/key_free for SM4 (the schedule is 32 round keys in a tde_secret). */
 tde_status sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t key_len);
 void sm4_key_free(void *sched);
 
-/* cipher_backend.process on top of @p kernel. */
-tde_status sm4_process(sm4_kernel kernel, void *sched, const uint8_t counter[16], unsigned skip,
+/*
+ * cipher_backend.process on top of @p impl: full batches in place, a partial
+ * first or last batch through a stack buffer with the smallest batch that
+ * covers it.
+ */
+tde_status sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsigned skip,
                        const uint8_t *in, uint8_t *out, size_t len);
 
 /* Adds @p n to the 128-bit big-endian counter @p ctr (mod 2^128). */

@@ -1,6 +1,6 @@
 /*
- * SM4-CTR with AES-NI and SSSE3, for CPUs without GFNI: 8 blocks in flight as
- * 2 groups of 4, each group held transposed (register w holds word w of 4
+ * SM4-CTR with AES-NI and SSSE3, for CPUs without GFNI: up to 64 blocks in
+ * flight as 16 groups of 4, each group held transposed (register w holds word w of 4
  * blocks). The S-box is AESENCLAST (whose SubBytes is inversion in the AES
  * field) between two affine maps done as nibble-table byte shuffles
  * (constants and their derivation: sm4_consts.h, docs/ciphers.md). Compiled for these instructions
@@ -12,14 +12,13 @@
 #include <string.h>
 
 #include <immintrin.h>
-#include <openssl/crypto.h>
 
 #include "cipher/sm4_consts.h"
 
 #define TARGET __attribute__((target("aes,ssse3")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
-#define WIDTH 4  /* blocks per register */
-#define GROUPS 2 /* registers-full in flight */
+#define WIDTH 4   /* blocks per register */
+#define GROUPS 16 /* registers-full in flight in a full batch */
 
 static const uint8_t pre_lo[16] = {SM4_AESNI_PRE_LO}, pre_hi[16] = {SM4_AESNI_PRE_HI},
                      post_lo[16] = {SM4_AESNI_POST_LO}, post_hi[16] = {SM4_AESNI_POST_HI};
@@ -77,7 +76,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
     if (w[3] <= UINT32_MAX - (uint32_t)(groups * WIDTH - 1)) {
         /* Lane i holds block i (see sm4_counters_transposed). */
         const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int g = 0; g < groups; g++) {
             x[g][0] = _mm_set1_epi32((int)w[0]);
             x[g][1] = _mm_set1_epi32((int)w[1]);
@@ -87,17 +86,17 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
     } else {
         uint32_t words[GROUPS * 4 * WIDTH];
         sm4_counters_transposed(ctr, WIDTH, (unsigned)groups, words);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int g = 0; g < groups; g++)
             for (int i = 0; i < 4; i++)
                 x[g][i] = _mm_loadu_si128((const __m128i *)(words + (g * 4 + i) * WIDTH));
     }
 
     for (int r = 0; r < SM4_ROUNDS; r += 4) {
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             const __m128i key = _mm_set1_epi32((int)rk[r + k]);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
             for (int g = 0; g < groups; g++) {
                 __m128i t = _mm_xor_si128(_mm_xor_si128(x[g][(k + 1) & 3], x[g][(k + 2) & 3]),
                                           _mm_xor_si128(x[g][(k + 3) & 3], key));
@@ -106,7 +105,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         }
     }
 
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int g = 0; g < groups; g++) {
         /* The output block is X35..X32, i.e. x[3], x[2], x[1], x[0]; transpose back. */
         __m128i t0 = _mm_unpacklo_epi32(x[g][3], x[g][2]);
@@ -115,7 +114,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         __m128i t3 = _mm_unpackhi_epi32(x[g][1], x[g][0]);
         __m128i o[4] = {_mm_unpacklo_epi64(t0, t2), _mm_unpackhi_epi64(t0, t2),
                         _mm_unpacklo_epi64(t1, t3), _mm_unpackhi_epi64(t1, t3)};
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             /* o[k] holds block g*4 + k. */
             size_t at = (size_t)(g * WIDTH + k) * 16;
@@ -126,33 +125,24 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
     }
 }
 
-static TARGET void
-kernel(const uint32_t rk[SM4_ROUNDS], const uint8_t counter[16], const uint8_t *in, uint8_t *out,
-       size_t nblocks)
-{
-    uint8_t ctr[16];
+/* One instance per batch size, so that every loop over groups is unrolled. */
+#define BATCH_FN(n)                                                                                \
+    static TARGET void batch_##n(const uint32_t rk[SM4_ROUNDS], const uint8_t ctr[16],             \
+                                 const uint8_t *in, uint8_t *out)                                  \
+    {                                                                                              \
+        batch(rk, ctr, in, out, n);                                                                \
+    }
+BATCH_FN(1)
+BATCH_FN(2)
+BATCH_FN(4)
+BATCH_FN(8)
+BATCH_FN(16)
 
-    memcpy(ctr, counter, 16);
-    for (; nblocks >= GROUPS * WIDTH; nblocks -= GROUPS * WIDTH) {
-        batch(rk, ctr, in, out, GROUPS);
-        sm4_counter_add(ctr, GROUPS * WIDTH);
-        in += GROUPS * WIDTH * 16;
-        out += GROUPS * WIDTH * 16;
-    }
-    for (; nblocks >= WIDTH; nblocks -= WIDTH) {
-        batch(rk, ctr, in, out, 1);
-        sm4_counter_add(ctr, WIDTH);
-        in += WIDTH * 16;
-        out += WIDTH * 16;
-    }
-    if (nblocks != 0) {
-        uint8_t buf[WIDTH * 16] = {0};
-        memcpy(buf, in, nblocks * 16);
-        batch(rk, ctr, buf, buf, 1);
-        memcpy(out, buf, nblocks * 16);
-        OPENSSL_cleanse(buf, sizeof(buf)); /* the unused blocks are bare keystream */
-    }
-}
+static const sm4_impl impl = {
+    .width = WIDTH,
+    .max_log2 = 4,
+    .batch = {batch_1, batch_2, batch_4, batch_8, batch_16},
+};
 
 static bool
 supports(tde_method m)
@@ -165,7 +155,7 @@ static tde_status
 process(void *sched, const uint8_t counter[TDE_CIPHER_BLOCK_LEN], unsigned skip, const uint8_t *in,
         uint8_t *out, size_t len)
 {
-    return sm4_process(kernel, sched, counter, skip, in, out, len);
+    return sm4_process(&impl, sched, counter, skip, in, out, len);
 }
 
 const cipher_backend tde_cipher_backend_sm4_aesni = {

@@ -1,5 +1,5 @@
 /*
- * SM4-CTR with GFNI and AVX-512: 64 blocks in flight as 4 groups of 16, each
+ * SM4-CTR with GFNI and AVX-512: up to 256 blocks in flight as 16 groups of 16, each
  * group held transposed (register w holds word w of 16 blocks). The S-box is
  * one GF2P8AFFINEQB and one GF2P8AFFINEINVQB (constants and their derivation:
  * sm4_consts.h, docs/ciphers.md). Compiled for these instructions only inside
@@ -11,14 +11,13 @@
 #include <string.h>
 
 #include <immintrin.h>
-#include <openssl/crypto.h>
 
 #include "cipher/sm4_consts.h"
 
 #define TARGET __attribute__((target("gfni,avx512f,avx512bw,avx512vl")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
-#define WIDTH 16 /* blocks per register */
-#define GROUPS 4 /* registers-full in flight */
+#define WIDTH 16  /* blocks per register */
+#define GROUPS 16 /* registers-full in flight in a full batch */
 
 /* T = L(tau(x)): the S-box on every byte, then x ^ x<<<2 ^ x<<<10 ^ x<<<18 ^ x<<<24. */
 INLINE __m512i
@@ -50,7 +49,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         /* Lane 4j+i holds block 4i+j (see sm4_counters_transposed). */
         const __m512i lane =
             _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int g = 0; g < groups; g++) {
             x[g][0] = _mm512_set1_epi32((int)w[0]);
             x[g][1] = _mm512_set1_epi32((int)w[1]);
@@ -61,17 +60,17 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
     } else {
         uint32_t words[GROUPS * 4 * WIDTH];
         sm4_counters_transposed(ctr, WIDTH, (unsigned)groups, words);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int g = 0; g < groups; g++)
             for (int i = 0; i < 4; i++)
                 x[g][i] = _mm512_loadu_si512(words + (g * 4 + i) * WIDTH);
     }
 
     for (int r = 0; r < SM4_ROUNDS; r += 4) {
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             const __m512i key = _mm512_set1_epi32((int)rk[r + k]);
-#pragma GCC unroll 4
+#pragma GCC unroll 16
             for (int g = 0; g < groups; g++) {
                 __m512i t = _mm512_ternarylogic_epi32(x[g][(k + 1) & 3], x[g][(k + 2) & 3],
                                                       x[g][(k + 3) & 3], 0x96);
@@ -80,7 +79,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         }
     }
 
-#pragma GCC unroll 4
+#pragma GCC unroll 16
     for (int g = 0; g < groups; g++) {
         /* The output block is X35..X32, i.e. x[3], x[2], x[1], x[0]; transpose back. */
         __m512i t0 = _mm512_unpacklo_epi32(x[g][3], x[g][2]);
@@ -89,7 +88,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         __m512i t3 = _mm512_unpackhi_epi32(x[g][1], x[g][0]);
         __m512i o[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
                         _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-#pragma GCC unroll 4
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             /* o[k] holds blocks g*16 + 4k .. g*16 + 4k + 3 in order. */
             size_t at = (size_t)(g * WIDTH + 4 * k) * 16;
@@ -99,33 +98,24 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
     }
 }
 
-static TARGET void
-kernel(const uint32_t rk[SM4_ROUNDS], const uint8_t counter[16], const uint8_t *in, uint8_t *out,
-       size_t nblocks)
-{
-    uint8_t ctr[16];
+/* One instance per batch size, so that every loop over groups is unrolled. */
+#define BATCH_FN(n)                                                                                \
+    static TARGET void batch_##n(const uint32_t rk[SM4_ROUNDS], const uint8_t ctr[16],             \
+                                 const uint8_t *in, uint8_t *out)                                  \
+    {                                                                                              \
+        batch(rk, ctr, in, out, n);                                                                \
+    }
+BATCH_FN(1)
+BATCH_FN(2)
+BATCH_FN(4)
+BATCH_FN(8)
+BATCH_FN(16)
 
-    memcpy(ctr, counter, 16);
-    for (; nblocks >= GROUPS * WIDTH; nblocks -= GROUPS * WIDTH) {
-        batch(rk, ctr, in, out, GROUPS);
-        sm4_counter_add(ctr, GROUPS * WIDTH);
-        in += GROUPS * WIDTH * 16;
-        out += GROUPS * WIDTH * 16;
-    }
-    for (; nblocks >= WIDTH; nblocks -= WIDTH) {
-        batch(rk, ctr, in, out, 1);
-        sm4_counter_add(ctr, WIDTH);
-        in += WIDTH * 16;
-        out += WIDTH * 16;
-    }
-    if (nblocks != 0) {
-        uint8_t buf[WIDTH * 16] = {0};
-        memcpy(buf, in, nblocks * 16);
-        batch(rk, ctr, buf, buf, 1);
-        memcpy(out, buf, nblocks * 16);
-        OPENSSL_cleanse(buf, sizeof(buf)); /* the unused blocks are bare keystream */
-    }
-}
+static const sm4_impl impl = {
+    .width = WIDTH,
+    .max_log2 = 4,
+    .batch = {batch_1, batch_2, batch_4, batch_8, batch_16},
+};
 
 static bool
 supports(tde_method m)
@@ -139,7 +129,7 @@ static tde_status
 process(void *sched, const uint8_t counter[TDE_CIPHER_BLOCK_LEN], unsigned skip, const uint8_t *in,
         uint8_t *out, size_t len)
 {
-    return sm4_process(kernel, sched, counter, skip, in, out, len);
+    return sm4_process(&impl, sched, counter, skip, in, out, len);
 }
 
 const cipher_backend tde_cipher_backend_sm4_gfni_avx512 = {
