@@ -20,7 +20,8 @@ env_opts_get(const tde_envelope_options *o, env_opts *out)
     memset(out, 0, sizeof(*out));
     if (o == NULL)
         return TDE_OK;
-    if (o->version != TDE_ENVELOPE_OPTIONS_VERSION)
+    /* Version 0 is a zero-initialised struct: the current layout. */
+    if (o->version != 0 && o->version != TDE_ENVELOPE_OPTIONS_VERSION)
         return tde_error_set(TDE_ERR_INVALID_ARG,
                              "envelope: options version %u, expected %d (use "
                              "TDE_ENVELOPE_OPTIONS_INIT)",

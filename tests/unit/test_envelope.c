@@ -467,6 +467,37 @@ test_envelope_wrong_context_fails(void **state)
 }
 
 static void
+test_envelope_options_are_checked(void **state)
+{
+    tde_envelope_options o = TDE_ENVELOPE_OPTIONS_INIT, zero;
+    uint8_t *rec = NULL, big[TDE_ENVELOPE_CONTEXT_MAX + 1] = {0};
+    size_t rec_len = 0;
+    (void)state;
+
+    memset(&zero, 0, sizeof(zero));
+    assert_tde_ok(tde_envelope_seal(mk_a, &zero, big, 1, &rec, &rec_len));
+    free(rec);
+    o.version = 99;
+    assert_int_equal(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len), TDE_ERR_INVALID_ARG);
+    assert_non_null(strstr(tde_last_error(), "options version 99"));
+    o.version = TDE_ENVELOPE_OPTIONS_VERSION;
+    o.context_len = 1;
+    assert_int_equal(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len), TDE_ERR_INVALID_ARG);
+    o.context = big;
+    o.context_len = sizeof(big);
+    assert_int_equal(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len), TDE_ERR_INVALID_ARG);
+    o.context_len = TDE_ENVELOPE_CONTEXT_MAX;
+    assert_tde_ok(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len));
+    free(rec);
+    o.segment_size = TDE_ENVELOPE_SEGMENT_MAX + 1;
+    {
+        struct membuf out;
+        assert_int_equal(seal_stream_mem(mk_a, &o, big, 1, &out), TDE_ERR_INVALID_ARG);
+        free(out.data);
+    }
+}
+
+static void
 test_envelope_previous_key_fallback_reports_key_used(void **state)
 {
     tde_masterkey *c = NULL;
@@ -861,6 +892,7 @@ main(void)
         cmocka_unit_test(test_envelope_stream_reorder_duplicate_splice_detected),
         cmocka_unit_test(test_envelope_wrong_master_key_names_provider),
         cmocka_unit_test(test_envelope_wrong_context_fails),
+        cmocka_unit_test(test_envelope_options_are_checked),
         cmocka_unit_test(test_envelope_previous_key_fallback_reports_key_used),
         cmocka_unit_test(test_envelope_fallback_on_auth_failure_not_on_unavailable),
         cmocka_unit_test(test_envelope_record_types_cannot_be_confused),
