@@ -221,7 +221,7 @@ keyfile_unwrap(tde_masterkey_provider *p, const uint8_t *aad, size_t aad_len, co
         if (st == TDE_ERR_AUTH)
             return tde_error_set(TDE_ERR_AUTH,
                                  "provider file, master key %s: GCM tag mismatch: wrong master key "
-                                 "or tampered record",
+                                 "or context, or tampered record",
                                  kf->key_id);
         return st;
     }
