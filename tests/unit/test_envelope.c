@@ -204,6 +204,32 @@ test_envelope_stream_roundtrip_segment_boundaries(void **state)
 }
 
 static void
+test_envelope_stream_random_sizes_and_short_reads(void **state)
+{
+    uint64_t seed = 0x5eed;
+    (void)state;
+    for (int round = 0; round < 60; round++) {
+        tde_envelope_options o = TDE_ENVELOPE_OPTIONS_INIT;
+        size_t len = (size_t)(test_rand(&seed) % 5000);
+        uint8_t *pt = pattern(len, seed);
+        struct membuf in, sealed = {0}, sin, opened = {0};
+        o.segment_size = (uint32_t)(1 + test_rand(&seed) % 700);
+        in = (struct membuf){pt, len, len, 0, (size_t)(1 + test_rand(&seed) % 900)};
+        assert_tde_ok(tde_envelope_seal_stream(mk_a, &o, mem_read, &in, mem_write, &sealed));
+        sin = (struct membuf){sealed.data, sealed.len, sealed.len, 0,
+                              (size_t)(1 + test_rand(&seed) % 900)};
+        assert_tde_ok(
+            tde_envelope_open_stream(mk_a, NULL, &o, mem_read, &sin, mem_write, &opened, NULL));
+        assert_int_equal(opened.len, len);
+        if (len > 0)
+            assert_memory_equal(opened.data, pt, len);
+        free(opened.data);
+        free(sealed.data);
+        free(pt);
+    }
+}
+
+static void
 test_envelope_wrapped_key_and_small_secret_roundtrip(void **state)
 {
     tde_secret *key = NULL, *back = NULL;
@@ -886,6 +912,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_envelope_buffer_roundtrip_all_sizes_and_providers),
         cmocka_unit_test(test_envelope_stream_roundtrip_segment_boundaries),
+        cmocka_unit_test(test_envelope_stream_random_sizes_and_short_reads),
         cmocka_unit_test(test_envelope_wrapped_key_and_small_secret_roundtrip),
         cmocka_unit_test(test_envelope_every_byte_flip_is_detected),
         cmocka_unit_test(test_envelope_truncation_at_every_length_is_detected),
