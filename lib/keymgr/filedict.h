@@ -69,6 +69,10 @@ TDE_MUST_USE tde_status tde_filedict_get(tde_filedict *d, const char *name, tde_
 TDE_MUST_USE tde_status tde_filedict_put(tde_filedict *d, const char *name,
                                          const tde_file_entry *e);
 
+/* Adds or replaces @p n entries with one append and one fsync (imports, benchmarks). */
+TDE_MUST_USE tde_status tde_filedict_put_batch(tde_filedict *d, const char *const *names,
+                                               const tde_file_entry *entries, size_t n);
+
 /* Removes @p name's entry durably. A missing entry is not an error (nothing is written). */
 TDE_MUST_USE tde_status tde_filedict_delete(tde_filedict *d, const char *name);
 
@@ -97,5 +101,15 @@ void tde_filedict_sizes(tde_filedict *d, uint64_t *snapshot_bytes, uint64_t *log
 
 /* Approximate heap bytes held by the in-memory table (for the benchmark and metrics). */
 size_t tde_filedict_memory(tde_filedict *d);
+
+/*
+ * Parses a generation-1 snapshot and log held in memory, as open would (the
+ * fuzz target). @p verify false skips the MAC checks so a fuzzer reaches the
+ * parsers behind them. *entries (may be NULL) gets the resulting entry count.
+ */
+TDE_MUST_USE tde_status tde_filedict_parse_buffers(const uint8_t *snap, size_t snap_len,
+                                                   const uint8_t *log, size_t log_len,
+                                                   const uint8_t mac_key[TDE_FILEDICT_MAC_KEY_LEN],
+                                                   bool verify, size_t *entries);
 
 #endif
