@@ -50,6 +50,9 @@ typedef enum tde_record_type {
 /** Largest secret tde_envelope_seal_small() accepts. */
 #define TDE_ENVELOPE_SMALL_MAX 4096
 
+/** Largest context (additional data) a call accepts. */
+#define TDE_ENVELOPE_CONTEXT_MAX 4096
+
 #define TDE_ENVELOPE_OPTIONS_VERSION 1
 
 /** Options for every call; NULL means all defaults. Zero-initialise or use the INIT macro. */
