@@ -4,6 +4,7 @@
  * memory and on disk sealed under the master key; the parser treats its input
  * as hostile (it is also fuzzed) even though a sealed record is authenticated.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,8 @@
 #include <openssl/hmac.h>
 
 #include "common/error.h"
+#include "common/fileio.h"
+#include "tde/envelope.h"
 #include "keymgr/keydict.h"
 
 #define MAX_KEYS 100000u
@@ -230,14 +233,26 @@ tde_keydict_decode(tde_keydict *kd, const uint8_t *buf, size_t len, const char *
             goto err;
         }
     }
-    TDE_ENSURE(off == len, TDE_ERR_CORRUPT, "%s: %zu trailing bytes after the last key at offset %zu",
-               name, len - off, off);
+    TDE_ENSURE(off == len, TDE_ERR_CORRUPT,
+               "%s: %zu trailing bytes after the last key at offset %zu", name, len - off, off);
     TDE_ENSURE(tde_keydict_find(kd, kd->current_id) != NULL, TDE_ERR_CORRUPT,
                "%s: current key %016llx (offset 16) is not in the dictionary", name,
                (unsigned long long)kd->current_id);
     return TDE_OK;
 err:
     tde_keydict_clear(kd);
+    return st;
+}
+
+tde_status
+tde_keydict_copy(tde_keydict *dst, const tde_keydict *src)
+{
+    tde_secret *rec = NULL;
+    tde_status st;
+
+    TDE_RET(tde_keydict_encode(src, &rec));
+    st = tde_keydict_decode(dst, tde_secret_data(rec), tde_secret_len(rec), "key dictionary copy");
+    tde_secret_free(rec);
     return st;
 }
 
@@ -252,4 +267,56 @@ tde_keydict_mac_key(const tde_keydict *kd, uint8_t out[32])
         n != 32)
         return tde_error_set(TDE_ERR_CRYPTO, "key dictionary: HMAC-SHA256 failed");
     return TDE_OK;
+}
+
+/* The provider's message, prefixed with the file name (tde_last_error() is reused by the next
+ * call). */
+static tde_status
+name_error(tde_status st, const char *path)
+{
+    char msg[400];
+    snprintf(msg, sizeof(msg), "%s", tde_last_error());
+    return tde_error_set(st, "%s: %s", path, msg);
+}
+
+tde_status
+tde_keydict_load(tde_keydict *kd, const char *path, tde_masterkey *current, tde_masterkey *previous,
+                 const tde_masterkey **used)
+{
+    tde_envelope_options eo = TDE_ENVELOPE_OPTIONS_INIT;
+    uint8_t *rec = NULL;
+    size_t rec_len = 0;
+    tde_secret *pt = NULL;
+    tde_status st;
+
+    memset(kd, 0, sizeof(*kd));
+    eo.record_type = TDE_RECORD_KEY_DICT;
+    TDE_RET(tde_fileio_read_all(path, &rec, &rec_len));
+    st = tde_envelope_open_to_secret(current, previous, &eo, rec, rec_len, &pt, used);
+    free(rec);
+    if (st != TDE_OK)
+        return name_error(st, path);
+    st = tde_keydict_decode(kd, tde_secret_data(pt), tde_secret_len(pt), path);
+    tde_secret_free(pt);
+    return st;
+}
+
+tde_status
+tde_keydict_store(const tde_keydict *kd, const char *path, tde_masterkey *mk)
+{
+    tde_envelope_options eo = TDE_ENVELOPE_OPTIONS_INIT;
+    tde_secret *pt = NULL;
+    uint8_t *rec = NULL;
+    size_t rec_len = 0;
+    tde_status st;
+
+    eo.record_type = TDE_RECORD_KEY_DICT;
+    TDE_RET(tde_keydict_encode(kd, &pt));
+    st = tde_envelope_seal(mk, &eo, tde_secret_data(pt), tde_secret_len(pt), &rec, &rec_len);
+    tde_secret_free(pt);
+    if (st != TDE_OK)
+        return name_error(st, path);
+    st = tde_durable_write(path, rec, rec_len);
+    free(rec);
+    return st;
 }

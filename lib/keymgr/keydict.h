@@ -13,6 +13,7 @@
 #include <stdbool.h>
 
 #include "tde/cipher.h"
+#include "tde/masterkey.h"
 #include "tde/secret.h"
 
 #define TDE_KEYDICT_FILE "key.dict"
@@ -54,6 +55,9 @@ tde_status tde_keydict_add(tde_keydict *kd, tde_method m, uint64_t now, uint64_t
 /* Removes (and wipes) key @p id; the current key cannot be removed. */
 tde_status tde_keydict_remove(tde_keydict *kd, uint64_t id);
 
+/* A deep copy of @p src into @p dst (for changing a copy and swapping it in after it is stored). */
+tde_status tde_keydict_copy(tde_keydict *dst, const tde_keydict *src);
+
 /* The plaintext record (secret memory: it holds key bytes). */
 tde_status tde_keydict_encode(const tde_keydict *kd, tde_secret **out);
 /* Parses a plaintext record into an empty @p kd; @p name is used in error messages. */
@@ -61,6 +65,16 @@ tde_status tde_keydict_decode(tde_keydict *kd, const uint8_t *buf, size_t len, c
 
 /* The file dictionary's MAC key: HMAC-SHA256(secret, "libtde filedict mac v1"). */
 tde_status tde_keydict_mac_key(const tde_keydict *kd, uint8_t out[32]);
+
+/*
+ * Reads and opens @p path (sealed under @p current, or @p previous: may be
+ * NULL) into an empty @p kd. NOT_FOUND when the file does not exist; AUTH
+ * (naming the provider) when neither master key opened it.
+ */
+tde_status tde_keydict_load(tde_keydict *kd, const char *path, tde_masterkey *current,
+                            tde_masterkey *previous, const tde_masterkey **used);
+/* Seals @p kd under @p mk and replaces @p path durably (0600). */
+tde_status tde_keydict_store(const tde_keydict *kd, const char *path, tde_masterkey *mk);
 
 /* Test hook: the source of new key ids (NULL restores tde_random_bytes). */
 void tde_keydict_set_id_source(uint64_t (*fn)(void *arg), void *arg);
