@@ -990,6 +990,39 @@ tde_keymgr_new_file(tde_keymgr *km, const char *path, tde_file_key **out)
     return file_key_make(out, k, e.iv);
 }
 
+static km_key *
+ref_key(tde_keymgr *km, uint64_t id)
+{
+    km_key *k;
+
+    pthread_rwlock_rdlock(&km->keys_lock);
+    k = find_key_locked(km, id);
+    if (k != NULL)
+        atomic_fetch_add(&k->refs, 1);
+    pthread_rwlock_unlock(&km->keys_lock);
+    return k;
+}
+
+/* Read-only handles: the writer may have rotated since open; pick up its new keys. */
+static tde_status
+reload_keys(tde_keymgr *km)
+{
+    tde_keydict nk;
+    tde_status st;
+
+    pthread_mutex_lock(&km->write_mu);
+    st = tde_keydict_load(&nk, km->kd_path, km->master, km->previous, NULL);
+    if (st == TDE_OK) {
+        tde_keydict_clear(&km->kd);
+        km->kd = nk;
+        pthread_rwlock_wrlock(&km->keys_lock);
+        st = build_keys(km);
+        pthread_rwlock_unlock(&km->keys_lock);
+    }
+    pthread_mutex_unlock(&km->write_mu);
+    return st;
+}
+
 tde_status
 tde_keymgr_get_file(tde_keymgr *km, const char *path, tde_file_key **out)
 {
@@ -1002,8 +1035,9 @@ tde_keymgr_get_file(tde_keymgr *km, const char *path, tde_file_key **out)
     *out = NULL;
     TDE_RET(tde_keymgr_stored_name(km, path, name, sizeof(name)));
     t0 = mono_ns();
-    st = tde_filedict_get(km->fd, name, &e);
-    if (st == TDE_ERR_NOT_FOUND && km->read_only && tde_filedict_refresh(km->fd) == TDE_OK)
+    /* A reader beside a live writer: names are re-created with new IVs, so always catch up. */
+    st = km->read_only ? tde_filedict_refresh(km->fd) : TDE_OK;
+    if (st == TDE_OK)
         st = tde_filedict_get(km->fd, name, &e);
     atomic_fetch_add(&km->m_reads, 1);
     atomic_fetch_add(&km->m_read_ns, mono_ns() - t0);
@@ -1018,11 +1052,9 @@ tde_keymgr_get_file(tde_keymgr *km, const char *path, tde_file_key **out)
         return file_key_make(out, km->plain, NULL);
     }
     TDE_RET(st);
-    pthread_rwlock_rdlock(&km->keys_lock);
-    k = find_key_locked(km, e.key_id);
-    if (k != NULL)
-        atomic_fetch_add(&k->refs, 1);
-    pthread_rwlock_unlock(&km->keys_lock);
+    k = ref_key(km, e.key_id);
+    if (k == NULL && km->read_only && reload_keys(km) == TDE_OK)
+        k = ref_key(km, e.key_id);
     if (k == NULL)
         return tde_error_set(TDE_ERR_CORRUPT,
                              "key manager %s: %s uses data key %016llx, which is not in %s",

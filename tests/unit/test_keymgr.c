@@ -408,6 +408,10 @@ test_keymgr_second_writer_is_refused_naming_the_pid(void **state)
     db_path(f, "later.sst", p, sizeof(p));
     new_file(km, p, &id, ks);
     expect_file(ro, p, id, ks);
+    /* ... also files made with a key the writer created after the reader opened. */
+    assert_tde_ok(tde_keymgr_rotate_data_key(km));
+    new_file(km, p, &id, ks);
+    expect_file(ro, p, id, ks);
     assert_int_equal(tde_keymgr_new_file(ro, p, &fk), TDE_ERR_STATE);
     assert_int_equal(tde_keymgr_delete_file(ro, p), TDE_ERR_STATE);
     assert_int_equal(tde_keymgr_rotate_data_key(ro), TDE_ERR_STATE);
