@@ -53,6 +53,7 @@ test_keydict_example_decodes_and_encodes_back_exactly(void **state)
     tde_keydict kd;
     tde_secret *again = NULL;
     const tde_keydict_key *k;
+    uint8_t mac[32], want[32];
     (void)state;
 
     tde_secret_allow_unlocked(1);
@@ -70,6 +71,11 @@ test_keydict_example_decodes_and_encodes_back_exactly(void **state)
     k = tde_keydict_find(&kd, kd.current_id);
     assert_int_equal(k->method, TDE_METHOD_AES128_CTR);
     assert_int_equal(k->created, 1700604800);
+    /* The MAC key given in docs/formats.md (computed independently with Python's hmac). */
+    assert_tde_ok(tde_keydict_mac_key(&kd, mac));
+    test_unhex("23ad7230097445e33774e0a861a8b33bec836e1b636e62d19d3c42d9fe975437", want,
+               sizeof(want));
+    assert_memory_equal(mac, want, 32);
     assert_tde_ok(tde_keydict_encode(&kd, &again));
     assert_int_equal(tde_secret_len(again), n);
     assert_memory_equal(tde_secret_data(again), buf, n);

@@ -638,6 +638,7 @@ test_keymgr_wrong_master_key_is_auth_naming_the_provider(void **state)
     before = dir_image(f->dir, &l1);
     f->cfg.master_key_uri = f->key2;
     assert_int_equal(tde_keymgr_open(&km, &f->cfg), TDE_ERR_AUTH);
+    print_message("wrong master key: %s\n", tde_last_error());
     assert_non_null(strstr(tde_last_error(), "file"));
     assert_non_null(strstr(tde_last_error(), "key.dict"));
     after = dir_image(f->dir, &l2);
