@@ -1419,7 +1419,9 @@ tde_filedict_parse_buffers(const uint8_t *snap, size_t snap_len, const uint8_t *
     tde_filedict d = {.log_fd = -1};
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     OSSL_PARAM params[2];
-    struct source s = {.d = &d, .path = "fuzz", .gen = 1, .verify = verify};
+    /* The generation is taken from the snapshot, so any generation's files can be parsed. */
+    struct source s = {
+        .d = &d, .path = "buffer", .gen = snap_len >= 24 ? get64(snap + 16) : 1, .verify = verify};
     uint64_t end;
     bool torn;
     tde_status st;

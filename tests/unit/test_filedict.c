@@ -981,6 +981,53 @@ test_filedict_read_only_follows_a_live_writer(void **state)
     free(dir);
 }
 
+/* Files written by version 1 keep opening (tests/fixtures/keymgr/v1/filedict/README.md). */
+static void
+test_filedict_v1_fixture_opens(void **state)
+{
+    const char *files[] = {"filedict-0000000000000001.snap", "filedict-0000000000000001.log",
+                           "filedict-0000000000000002.snap", "filedict-0000000000000002.log"};
+    const char *names[] = {"db/000002.sst", "db/000003.sst",  "db/000004.sst",
+                           "db/000005.sst", "wal/000007.log", "db/000002.link"};
+    const uint64_t ids[] = {2, 3, 4, 5, 7, 2};
+    char *dir = test_tmpdir("filedict");
+    tde_filedict_options o = {.version = TDE_FILEDICT_OPTIONS_VERSION, .dir = dir};
+    struct dir_image img;
+    tde_filedict *d;
+    tde_file_entry e;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char src[PATH_MAX], dst[PATH_MAX];
+        uint8_t *data;
+        size_t len;
+        snprintf(src, sizeof(src), "%s/tests/fixtures/keymgr/v1/filedict/%s", TDE_SOURCE_DIR,
+                 files[i]);
+        snprintf(dst, sizeof(dst), "%s/%s", dir, files[i]);
+        data = read_file(src, &len);
+        write_file(dst, data, len);
+        free(data);
+    }
+    for (int i = 0; i < 32; i++)
+        o.mac_key[i] = (uint8_t)i;
+    dir_image_take(&img, dir);
+    for (int ro = 1; ro >= 0; ro--) {
+        o.read_only = ro;
+        assert_tde_ok(tde_filedict_open(&d, &o));
+        assert_int_equal(tde_filedict_count(d), 6);
+        for (size_t i = 0; i < 6; i++) {
+            tde_file_entry want = entry_for(ids[i]);
+            assert_entry(d, names[i], &want);
+        }
+        assert_int_equal(tde_filedict_get(d, "db/000001.sst", &e), TDE_ERR_NOT_FOUND);
+        tde_filedict_close(d);
+        assert_dir_unchanged(&img, dir); /* an intact dictionary is not rewritten by opening */
+    }
+    dir_image_free(&img);
+    test_rmtree(dir);
+    free(dir);
+}
+
 int
 main(void)
 {
@@ -997,6 +1044,7 @@ main(void)
         cmocka_unit_test(test_filedict_crash_at_every_failpoint),
         cmocka_unit_test(test_filedict_group_commit_under_threads),
         cmocka_unit_test(test_filedict_read_only_follows_a_live_writer),
+        cmocka_unit_test(test_filedict_v1_fixture_opens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
