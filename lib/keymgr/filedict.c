@@ -842,7 +842,7 @@ read_big(int fd, uint64_t off, const char *path, uint8_t **buf, size_t *len, siz
  */
 static tde_status
 load_generation(tde_filedict *d, uint64_t gen, struct table *t, int *fd, uint64_t *log_end,
-                bool *torn, uint64_t *snap_len)
+                bool *torn, uint64_t *snap_len, bool *snap_bad)
 {
     char path[PATH_MAX];
     struct source s = {.d = d, .path = path, .gen = gen, .verify = true};
@@ -863,6 +863,8 @@ load_generation(tde_filedict *d, uint64_t gen, struct table *t, int *fd, uint64_
     st = snapshot_parse(&s, buf, len, t);
     big_free(buf, cap);
     buf = NULL;
+    if (snap_bad != NULL)
+        *snap_bad = st == TDE_ERR_CORRUPT || st == TDE_ERR_AUTH;
     TDE_ERR(st);
 
     file_path(path, sizeof(path), d, gen, "log");
@@ -900,13 +902,59 @@ create_log(tde_filedict *d, uint64_t gen, uint64_t base_log_bytes, int *fd)
     return tde_fileio_open(fd, path, O_RDWR | O_APPEND);
 }
 
+/*
+ * Snapshot @p gen is damaged: rebuilds its state from generation gen - 1 when that is provably
+ * complete, i.e. log gen's header (authenticated) says snapshot gen holds exactly the first B
+ * bytes of log gen - 1, and snapshot gen - 1 plus those B bytes of log gen - 1 check out
+ * (ending on a record boundary at B). Then log gen is replayed on top. Writes nothing.
+ */
+static tde_status
+recover_previous(tde_filedict *d, uint64_t gen, struct table *t, int *fd, uint64_t *log_end,
+                 bool *torn, uint64_t *snap_len)
+{
+    char path[PATH_MAX];
+    struct source s = {.d = d, .path = path, .gen = gen, .verify = true};
+    uint8_t *buf = NULL;
+    size_t len, cap = 0;
+    uint64_t base, prev_end;
+    bool prev_torn;
+    int prev_fd = -1;
+    tde_status st;
+
+    file_path(path, sizeof(path), d, gen, "log");
+    TDE_RET(tde_fileio_open(fd, path, d->read_only ? O_RDONLY : O_RDWR | O_APPEND));
+    TDE_ERR(read_big(*fd, 0, path, &buf, &len, &cap));
+    TDE_ERR(log_header_parse(&s, buf, len));
+    base = get64(buf + 24);
+    table_free(t);
+    TDE_ERR(load_generation(d, gen - 1, t, &prev_fd, &prev_end, &prev_torn, snap_len, NULL));
+    if (prev_fd >= 0)
+        close(prev_fd);
+    TDE_ENSURE(prev_fd >= 0 && prev_end == base && !prev_torn, TDE_ERR_CORRUPT,
+               "%s: generation %" PRIu64 " does not end where snapshot %" PRIu64 " began", d->dir,
+               gen - 1, gen);
+    TDE_ERR(table_reserve(t, t->live + (len - LOG_HEADER_LEN) /
+                                           (REC_HEADER_LEN + ENTRY_LEN + 3 + MAC_LEN)));
+    TDE_ERR(log_replay(&s, buf + LOG_HEADER_LEN, len - LOG_HEADER_LEN, LOG_HEADER_LEN, t, log_end,
+                       torn));
+    big_free(buf, cap);
+    return TDE_OK;
+err:
+    big_free(buf, cap);
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+    return st;
+}
+
 /* Loads the newest generation; on a read-only open retries when a writer compacts under us. */
 static tde_status
 load_newest(tde_filedict *d, struct table *t, int *fd, uint64_t *gen, uint64_t *log_end, bool *torn,
             uint64_t *snap_len)
 {
     tde_status st = TDE_OK;
-    bool logs;
+    bool logs, snap_bad = false;
+    char msg[512];
 
     for (int attempt = 0; attempt < OPEN_RETRIES; attempt++) {
         TDE_RET(newest_generation(d, gen, &logs));
@@ -917,19 +965,25 @@ load_newest(tde_filedict *d, struct table *t, int *fd, uint64_t *gen, uint64_t *
             return tde_error_set(TDE_ERR_NOT_FOUND, "%s: no file dictionary", d->dir);
         }
         table_free(t);
-        st = load_generation(d, *gen, t, fd, log_end, torn, snap_len);
+        st = load_generation(d, *gen, t, fd, log_end, torn, snap_len, &snap_bad);
         if (st != TDE_ERR_NOT_FOUND || !d->read_only)
             break;
     }
-    if ((st == TDE_ERR_CORRUPT || st == TDE_ERR_AUTH) && *gen > 1) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s", tde_last_error());
-        tde_error_set(st,
-                      "%s; nothing was modified; the previous generation %" PRIu64
-                      " is kept in %s for salvage (tde-ctl)",
-                      msg, *gen - 1, d->dir);
+    if ((st != TDE_ERR_CORRUPT && st != TDE_ERR_AUTH) || *gen < 2)
+        return st;
+    snprintf(msg, sizeof(msg), "%s", tde_last_error());
+    if (snap_bad && recover_previous(d, *gen, t, fd, log_end, torn, snap_len) == TDE_OK) {
+        tde_log(TDE_LOG_WARN,
+                "filedict: %s; recovered every entry from the previous generation %" PRIu64
+                " (provably complete); the damaged snapshot is replaced at the next compaction",
+                msg, *gen - 1);
+        return TDE_OK;
     }
-    return st;
+    table_free(t);
+    return tde_error_set(st,
+                         "%s; nothing was modified; the previous generation %" PRIu64
+                         " is kept in %s for salvage (tde-ctl)",
+                         msg, *gen - 1, d->dir);
 }
 
 tde_status
