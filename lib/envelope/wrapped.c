@@ -192,6 +192,15 @@ err:
     return st;
 }
 
+static int
+printable(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
 tde_status
 env_wrapped_parse(const uint8_t *rec, size_t len, uint8_t type, uint8_t purpose, wrapped_view *v)
 {
@@ -217,6 +226,10 @@ env_wrapped_parse(const uint8_t *rec, size_t len, uint8_t type, uint8_t purpose,
     pos += 2 + v->key_id_len;
     if (len < pos + 4)
         goto truncated;
+    /* Names go into error messages: printable ASCII only, no escapes for a terminal. */
+    if (!printable(v->provider, v->provider_len) || !printable(v->key_id, v->key_id_len))
+        return tde_error_set(TDE_ERR_CORRUPT, "%s: provider name or key id is not printable ASCII",
+                             what);
     v->hdr = rec;
     v->hdr_len = pos;
     v->blob_len = env_get32(rec + pos);

@@ -1,5 +1,6 @@
 /* Envelope records: round trips, every-byte tampering, truncation, key choice, re-wrap, vectors. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -653,6 +654,46 @@ test_envelope_rewrap_keeps_bulk_data(void **state)
     free(pt);
 }
 
+/* ---- concurrency: rotation while the process keeps using the keys ---- */
+
+static void *
+rotate_worker(void *arg)
+{
+    uint64_t seed = (uint64_t)(uintptr_t)arg;
+    for (int i = 0; i < 100; i++) {
+        size_t len = (size_t)(test_rand(&seed) % 3000);
+        uint8_t *pt = pattern(len, seed), *rec = NULL, *re = NULL, *back = NULL;
+        size_t rec_len = 0, re_len = 0, back_len = 0;
+        const tde_masterkey *used = NULL;
+        if (tde_envelope_seal(mk_a, NULL, pt, len, &rec, &rec_len) != TDE_OK ||
+            tde_envelope_rewrap(mk_b, mk_a, mk_b, NULL, rec, rec_len, &re, &re_len, &used) !=
+                TDE_OK ||
+            used != mk_a ||
+            tde_envelope_open(mk_b, mk_a, NULL, re, re_len, &back, &back_len, &used) != TDE_OK ||
+            used != mk_b || back_len != len || (len > 0 && memcmp(back, pt, len) != 0))
+            return (void *)1;
+        free(back);
+        free(re);
+        free(rec);
+        free(pt);
+    }
+    return NULL;
+}
+
+static void
+test_envelope_rotation_while_threads_use_the_keys(void **state)
+{
+    pthread_t t[4];
+    (void)state;
+    for (uintptr_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, rotate_worker, (void *)(i + 1)), 0);
+    for (int i = 0; i < 4; i++) {
+        void *ret = (void *)1;
+        assert_int_equal(pthread_join(t[i], &ret), 0);
+        assert_null(ret);
+    }
+}
+
 /* ---- known answers ---- */
 
 /* Made by tests/vectors/envelope_vectors.py, an independent Python implementation of
@@ -824,6 +865,7 @@ main(void)
         cmocka_unit_test(test_envelope_fallback_on_auth_failure_not_on_unavailable),
         cmocka_unit_test(test_envelope_record_types_cannot_be_confused),
         cmocka_unit_test(test_envelope_rewrap_keeps_bulk_data),
+        cmocka_unit_test(test_envelope_rotation_while_threads_use_the_keys),
         cmocka_unit_test(test_envelope_golden_vectors_open),
         cmocka_unit_test(test_envelope_fuzz_seeds_are_valid_records),
         cmocka_unit_test(test_envelope_key_bytes_never_reach_logs_errors_or_records),
