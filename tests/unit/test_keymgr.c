@@ -1053,6 +1053,77 @@ test_keymgr_rejects_bad_config(void **state)
     assert_null(km);
 }
 
+/* Format compatibility: a directory written by 0.1.0 must keep opening (tests/fixtures). */
+static const struct {
+    const char *name;
+    uint64_t key_id;
+    int method;
+    const char *iv, *keystream;
+} fixture_v1[] = {
+    {"db/000002.sst", 0xc09fc43f1f9ec82fULL, 4, "436e2e3bd3ec24c5baac700db8977540",
+     "5b9ec0b0e790f96e42ac6f3778dc345d"},
+    {"wal/000003.log", 0xc09fc43f1f9ec82fULL, 4, "4e96b716bf6b6988f34b38f60c2cf135",
+     "5248e84e07e5c37fde5fd286283748ae"},
+    {"db/000004.sst", 0x05590e865ff27832ULL, 4, "20c6d622169a8669ee09478f02fb3f0e",
+     "55113311651b11cbf8e41bbae6f14303"},
+    {"db/000002.link", 0xc09fc43f1f9ec82fULL, 4, "436e2e3bd3ec24c5baac700db8977540",
+     "5b9ec0b0e790f96e42ac6f3778dc345d"},
+};
+
+static void
+check_fixture(fixture *f, tde_keymgr *km)
+{
+    tde_keymgr_metrics m;
+    tde_file_key *fk = NULL;
+    char p[2048];
+
+    for (size_t i = 0; i < sizeof(fixture_v1) / sizeof(fixture_v1[0]); i++) {
+        uint8_t iv[16], ks[16], zero[16] = {0}, got[16];
+        snprintf(p, sizeof(p), "%s/%s", f->tmp, fixture_v1[i].name);
+        assert_tde_ok(tde_keymgr_get_file(km, p, &fk));
+        assert_int_equal(tde_file_key_id(fk), fixture_v1[i].key_id);
+        assert_int_equal(tde_file_key_method(fk), fixture_v1[i].method);
+        test_unhex(fixture_v1[i].iv, iv, sizeof(iv));
+        assert_memory_equal(tde_file_key_iv(fk), iv, 16);
+        test_unhex(fixture_v1[i].keystream, ks, sizeof(ks));
+        assert_tde_ok(tde_file_key_process(fk, 0, zero, got, 16));
+        assert_memory_equal(got, ks, 16);
+        tde_file_key_free(fk);
+    }
+    snprintf(p, sizeof(p), "%s/db/000001.sst", f->tmp);
+    assert_int_equal(tde_keymgr_get_file(km, p, &fk), TDE_ERR_NOT_FOUND); /* deleted; enforce */
+    assert_tde_ok(tde_keymgr_metrics_get(km, &m));
+    assert_int_equal(m.current_key_id, 0x05590e865ff27832ULL);
+    assert_int_equal(m.data_keys, 2);
+    assert_int_equal(m.encrypted_files, 4);
+    assert_true(m.enforce);
+}
+
+static void
+test_keymgr_v1_fixture_opens(void **state)
+{
+    fixture *f = *state;
+    char cmd[4096], p[2048];
+    tde_keymgr *km;
+
+    snprintf(cmd, sizeof(cmd),
+             "cp -r '%s/tests/fixtures/keymgr/v1/keymgr/.' '%s/' && chmod 600 '%s/master.key'",
+             TDE_SOURCE_DIR, f->tmp, f->tmp);
+    assert_int_equal(system(cmd), 0);
+    snprintf(f->key1, sizeof(f->key1), "file://%s/master.key", f->tmp);
+    f->now = 1700000200; /* no rotation due */
+    f->cfg.read_only = true;
+    km = open_km(f);
+    check_fixture(f, km);
+    tde_keymgr_close(km);
+    f->cfg.read_only = false;
+    km = open_km(f);
+    check_fixture(f, km);
+    snprintf(p, sizeof(p), "%s/000005.sst", f->db);
+    new_file(km, p, NULL, NULL);
+    tde_keymgr_close(km);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -1083,6 +1154,7 @@ main(void)
         T(test_keymgr_metrics_and_listing),
         T(test_keymgr_lost_file_dictionary_is_reported),
         T(test_keymgr_rejects_bad_config),
+        T(test_keymgr_v1_fixture_opens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
