@@ -1069,6 +1069,27 @@ tde_keymgr_get_file(tde_keymgr *km, const char *path, tde_file_key **out)
 }
 
 tde_status
+tde_keymgr_get_file_for_append(tde_keymgr *km, const char *path, tde_file_key **out)
+{
+    tde_method current;
+
+    TDE_RET(check_writable(km));
+    TDE_RET(tde_keymgr_get_file(km, path, out));
+    pthread_rwlock_rdlock(&km->keys_lock);
+    current = km->current->method;
+    pthread_rwlock_unlock(&km->keys_lock);
+    if ((*out)->k == km->plain && current != TDE_METHOD_PLAINTEXT) {
+        tde_file_key_free(*out);
+        *out = NULL;
+        return tde_error_set(TDE_ERR_STATE,
+                             "key manager %s: %s is a plaintext file (no entry) and encryption "
+                             "is on (%s): it cannot be written to; rewrite it as a new file",
+                             km->dir, path, tde_method_name(current));
+    }
+    return TDE_OK;
+}
+
+tde_status
 tde_keymgr_delete_file(tde_keymgr *km, const char *path)
 {
     char name[PATH_MAX + 64];

@@ -278,10 +278,17 @@ test_keymgr_enforce_mode_and_plaintext_files(void **state)
     assert_tde_ok(tde_keymgr_metrics_get(km, &m));
     assert_int_equal(m.plaintext_lookups, 1);
     assert_false(m.enforce);
+    /* ... but never grows while encryption is on. */
+    assert_int_equal(tde_keymgr_get_file_for_append(km, p, &fk), TDE_ERR_STATE);
+    assert_null(fk);
+    assert_non_null(strstr(tde_last_error(), "OLD-PLAIN"));
     /* Once it has an entry it is no longer plaintext. */
     new_file(km, p, NULL, NULL);
     assert_tde_ok(tde_keymgr_list_plaintext_files(km, NULL, NULL, &n));
     assert_int_equal(n, 0);
+    assert_tde_ok(tde_keymgr_get_file_for_append(km, p, &fk));
+    assert_int_equal(tde_file_key_method(fk), TDE_METHOD_AES256_CTR);
+    tde_file_key_free(fk);
     tde_keymgr_close(km);
 }
 
@@ -302,6 +309,8 @@ test_keymgr_plaintext_directory_does_not_enforce(void **state)
     db_path(f, "x", p, sizeof(p));
     assert_tde_ok(tde_keymgr_get_file(km, p, &fk));
     assert_int_equal(tde_file_key_method(fk), TDE_METHOD_PLAINTEXT);
+    tde_file_key_free(fk);
+    assert_tde_ok(tde_keymgr_get_file_for_append(km, p, &fk)); /* encryption is off */
     tde_file_key_free(fk);
     tde_keymgr_close(km);
 }
