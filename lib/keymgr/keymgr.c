@@ -90,7 +90,8 @@ struct tde_keymgr {
     km_key *current;
     km_key *plain; /* for files missing from the dictionary */
 
-    _Atomic uint64_t current_created;
+    _Atomic uint64_t current_created; /* copies of current's, read without the lock */
+    atomic_int current_method;
     _Atomic uint64_t retry_after;
 
     pthread_t bg;
@@ -613,6 +614,7 @@ build_keys(tde_keymgr *km)
     }
     km->current = find_key_locked(km, km->kd.current_id);
     atomic_store(&km->current_created, km->current->created);
+    atomic_store(&km->current_method, (int)km->current->method);
     return TDE_OK;
 }
 
@@ -621,7 +623,8 @@ rotation_due(tde_keymgr *km, uint64_t now)
 {
     uint64_t created = atomic_load(&km->current_created);
     return (now >= created && now - created >= km->period) ||
-           (km->method != TDE_METHOD_UNKNOWN && km->current->method != km->method);
+           (km->method != TDE_METHOD_UNKNOWN &&
+            atomic_load(&km->current_method) != (int)km->method);
 }
 
 static tde_status rotate_locked(tde_keymgr *km, uint64_t now, const char *why);
@@ -801,6 +804,7 @@ rotate_locked(tde_keymgr *km, uint64_t now, const char *why)
         return st;
     }
     atomic_store(&km->current_created, now);
+    atomic_store(&km->current_method, (int)m);
     atomic_store(&km->retry_after, 0);
     atomic_fetch_add(&km->m_rotations, 1);
     atomic_store(&km->m_last_rot, now);
