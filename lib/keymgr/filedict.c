@@ -1425,6 +1425,17 @@ tde_filedict_refresh(tde_filedict *d)
     if (!d->read_only)
         return TDE_OK;
     pthread_mutex_lock(&d->mu);
+    /* Fast path (callers refresh before every lookup): nothing changed when snapshot gen + 1
+     * does not exist (a compaction creates it), our log is still linked (the compaction after
+     * that removes it) and has not grown. */
+    {
+        struct stat sb;
+        file_path(path, sizeof(path), d, d->gen + 1, "snap");
+        if (stat(path, &sb) != 0 && errno == ENOENT && d->log_fd >= 0 &&
+            fstat(d->log_fd, &sb) == 0 && sb.st_nlink > 0 &&
+            (uint64_t)sb.st_size == atomic_load(&d->log_bytes))
+            goto err;
+    }
     TDE_ERR(newest_generation(d, &gen, &logs));
     if (gen != d->gen) {
         struct table t = {0};
