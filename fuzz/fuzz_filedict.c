@@ -4,7 +4,9 @@
  * little-endian snapshot length, the snapshot, then the log. Without bit 0 the
  * MAC checks are skipped so mutations reach the parsers behind them.
  * Seeds: files written by this version with that key (see tests/fixtures/keymgr/v1/filedict),
- * verified and unverified, plus torn, zero-filled and flipped variants.
+ * verified and unverified, plus torn, zero-filled and flipped variants, plus the inputs a
+ * libFuzzer run added (file names are their SHA-1). For real coverage build the library with
+ * -fsanitize=fuzzer-no-link too: CMAKE_C_FLAGS=-fsanitize=fuzzer-no-link.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1104,6 +1104,8 @@ tde_filedict_get(tde_filedict *d, const char *name, tde_file_entry *out)
     size_t len;
     bool found;
 
+    if (d == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL handle");
     TDE_RET(check_name(name, &len));
     pthread_rwlock_rdlock(&d->lock);
     found = table_get(&d->t, name, len, out);
@@ -1117,6 +1119,8 @@ tde_status
 tde_filedict_foreach(tde_filedict *d,
                      int (*fn)(void *arg, const char *name, const tde_file_entry *e), void *arg)
 {
+    if (d == NULL || fn == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL argument to foreach");
     pthread_rwlock_rdlock(&d->lock);
     for (size_t i = 0; i < d->t.cap; i++) {
         const uint8_t *r;
@@ -1332,8 +1336,11 @@ submit(tde_filedict *d, struct op *ops, size_t n)
 tde_status
 tde_filedict_put(tde_filedict *d, const char *name, const tde_file_entry *e)
 {
-    struct op op = {.type = REC_PUT, .name = name, .e = *e};
+    struct op op = {.type = REC_PUT, .name = name};
 
+    if (d == NULL || e == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL argument to put");
+    op.e = *e;
     TDE_RET(check_name(name, &op.name_len));
     return submit(d, &op, 1);
 }
@@ -1371,6 +1378,10 @@ tde_filedict_delete(tde_filedict *d, const char *name)
     struct op op = {.type = REC_DELETE, .name = name};
     bool found;
 
+    if (d == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL handle");
+    if (d->read_only)
+        return tde_error_set(TDE_ERR_STATE, "%s: file dictionary opened read-only", d->dir);
     TDE_RET(check_name(name, &op.name_len));
     pthread_rwlock_rdlock(&d->lock);
     found = table_get(&d->t, name, op.name_len, NULL);
@@ -1386,6 +1397,8 @@ tde_filedict_link(tde_filedict *d, const char *src, const char *dst)
     struct op op = {.type = REC_LINK, .name = dst, .src = src};
     bool found;
 
+    if (d == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL handle");
     TDE_RET(check_name(src, &op.src_len));
     TDE_RET(check_name(dst, &op.name_len));
     pthread_rwlock_rdlock(&d->lock);
@@ -1412,6 +1425,17 @@ tde_filedict_refresh(tde_filedict *d)
     if (!d->read_only)
         return TDE_OK;
     pthread_mutex_lock(&d->mu);
+    /* Fast path (callers refresh before every lookup): nothing changed when snapshot gen + 1
+     * does not exist (a compaction creates it), our log is still linked (the compaction after
+     * that removes it) and has not grown. */
+    {
+        struct stat sb;
+        file_path(path, sizeof(path), d, d->gen + 1, "snap");
+        if (stat(path, &sb) != 0 && errno == ENOENT && d->log_fd >= 0 &&
+            fstat(d->log_fd, &sb) == 0 && sb.st_nlink > 0 &&
+            (uint64_t)sb.st_size == atomic_load(&d->log_bytes))
+            goto err;
+    }
     TDE_ERR(newest_generation(d, &gen, &logs));
     if (gen != d->gen) {
         struct table t = {0};

@@ -1034,6 +1034,14 @@ test_filedict_read_only_follows_a_live_writer(void **state)
     assert_tde_ok(tde_filedict_refresh(r));
     assert_int_equal(tde_filedict_count(r), 202);
     assert_entry(r, "db/199", &e);
+
+    /* Several compactions between two refreshes (the reader's generation files are gone). */
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "db/%d", i);
+        assert_tde_ok(tde_filedict_delete(w, name));
+    }
+    assert_tde_ok(tde_filedict_refresh(r));
+    assert_int_equal(tde_filedict_count(r), 2);
     tde_filedict_close(w);
 
     /* The reader alone: no write, fsync, rename, truncate or unlink. */
@@ -1052,6 +1060,47 @@ test_filedict_read_only_follows_a_live_writer(void **state)
     assert_dir_unchanged(&img, dir);
     dir_image_free(&img);
     free(log);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* tikv#8212: one file op must not rewrite the whole dictionary. Each put is one append of one
+ * record and one fsync; the snapshot is untouched until the log passes the threshold. */
+static void
+test_filedict_put_appends_one_record_not_a_rewrite(void **state)
+{
+    char *dir = test_tmpdir("filedict");
+    tde_filedict *d;
+    char name[32];
+    uint64_t snap0, log0, snap, log;
+    (void)state;
+
+    assert_tde_ok(open_dict(&d, dir, false, 0));
+    {
+        static char buf[500][32];
+        const char *names[500];
+        tde_file_entry es[500];
+        for (int i = 0; i < 500; i++) {
+            snprintf(buf[i], sizeof(buf[i]), "db/%06d.sst", i);
+            names[i] = buf[i];
+            es[i] = entry_for((uint64_t)i);
+        }
+        assert_tde_ok(tde_filedict_put_batch(d, names, es, 500));
+    }
+    tde_filedict_sizes(d, &snap0, &log0);
+    tde_fileio_inject_reset();
+    for (int i = 0; i < 20; i++) {
+        tde_file_entry e = entry_for((uint64_t)i);
+        snprintf(name, sizeof(name), "db/%06d.sst", 1000 + i);
+        assert_tde_ok(tde_filedict_put(d, name, &e));
+        tde_filedict_sizes(d, &snap, &log);
+        assert_int_equal(snap, snap0);
+        assert_int_equal(log, log0 + (uint64_t)(i + 1) * (8 + 27 + 13 + 32));
+    }
+    assert_int_equal(tde_fileio_calls(TDE_FILEIO_WRITE), 20);
+    assert_int_equal(tde_fileio_calls(TDE_FILEIO_FSYNC), 20);
+    assert_int_equal(tde_fileio_calls(TDE_FILEIO_RENAME), 0);
+    tde_filedict_close(d);
     test_rmtree(dir);
     free(dir);
 }
@@ -1120,6 +1169,7 @@ main(void)
         cmocka_unit_test(test_filedict_crash_at_every_failpoint),
         cmocka_unit_test(test_filedict_group_commit_under_threads),
         cmocka_unit_test(test_filedict_read_only_follows_a_live_writer),
+        cmocka_unit_test(test_filedict_put_appends_one_record_not_a_rewrite),
         cmocka_unit_test(test_filedict_v1_fixture_opens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
