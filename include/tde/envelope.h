@@ -55,9 +55,9 @@ typedef enum tde_record_type {
 
 #define TDE_ENVELOPE_OPTIONS_VERSION 1
 
-/** Options for every call; NULL means all defaults. Zero-initialise or use the INIT macro. */
+/** Options for every call; NULL means all defaults. Use the INIT macro (or zero-initialise). */
 typedef struct tde_envelope_options {
-    unsigned version;       /**< TDE_ENVELOPE_OPTIONS_VERSION */
+    unsigned version;       /**< TDE_ENVELOPE_OPTIONS_VERSION (0 is taken as the current one) */
     const uint8_t *context; /**< bound as additional data, not stored; may be NULL */
     size_t context_len;
     /**

@@ -8,6 +8,7 @@
  * context as additional data of the provider's wrap), and the type byte keeps
  * one kind of record from being accepted as another.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,8 @@ env_opts_get(const tde_envelope_options *o, env_opts *out)
     memset(out, 0, sizeof(*out));
     if (o == NULL)
         return TDE_OK;
-    if (o->version != TDE_ENVELOPE_OPTIONS_VERSION)
+    /* Version 0 is a zero-initialised struct: the current layout. */
+    if (o->version != 0 && o->version != TDE_ENVELOPE_OPTIONS_VERSION)
         return tde_error_set(TDE_ERR_INVALID_ARG,
                              "envelope: options version %u, expected %d (use "
                              "TDE_ENVELOPE_OPTIONS_INIT)",
@@ -286,6 +288,11 @@ env_wrapped_open(tde_masterkey *current, tde_masterkey *previous, const wrapped_
             break;
     }
     free(aad);
+    if (st == TDE_ERR_AUTH && tried > 0) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", tde_last_error());
+        return tde_error_set(st, "%s: %s", what, msg);
+    }
     if (tried == 0)
         return tde_error_set(
             TDE_ERR_AUTH,

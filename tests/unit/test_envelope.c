@@ -204,6 +204,32 @@ test_envelope_stream_roundtrip_segment_boundaries(void **state)
 }
 
 static void
+test_envelope_stream_random_sizes_and_short_reads(void **state)
+{
+    uint64_t seed = 0x5eed;
+    (void)state;
+    for (int round = 0; round < 60; round++) {
+        tde_envelope_options o = TDE_ENVELOPE_OPTIONS_INIT;
+        size_t len = (size_t)(test_rand(&seed) % 5000);
+        uint8_t *pt = pattern(len, seed);
+        struct membuf in, sealed = {0}, sin, opened = {0};
+        o.segment_size = (uint32_t)(1 + test_rand(&seed) % 700);
+        in = (struct membuf){pt, len, len, 0, (size_t)(1 + test_rand(&seed) % 900)};
+        assert_tde_ok(tde_envelope_seal_stream(mk_a, &o, mem_read, &in, mem_write, &sealed));
+        sin = (struct membuf){sealed.data, sealed.len, sealed.len, 0,
+                              (size_t)(1 + test_rand(&seed) % 900)};
+        assert_tde_ok(
+            tde_envelope_open_stream(mk_a, NULL, &o, mem_read, &sin, mem_write, &opened, NULL));
+        assert_int_equal(opened.len, len);
+        if (len > 0)
+            assert_memory_equal(opened.data, pt, len);
+        free(opened.data);
+        free(sealed.data);
+        free(pt);
+    }
+}
+
+static void
 test_envelope_wrapped_key_and_small_secret_roundtrip(void **state)
 {
     tde_secret *key = NULL, *back = NULL;
@@ -464,6 +490,37 @@ test_envelope_wrong_context_fails(void **state)
                      TDE_ERR_AUTH);
     free(out.data);
     free(sealed.data);
+}
+
+static void
+test_envelope_options_are_checked(void **state)
+{
+    tde_envelope_options o = TDE_ENVELOPE_OPTIONS_INIT, zero;
+    uint8_t *rec = NULL, big[TDE_ENVELOPE_CONTEXT_MAX + 1] = {0};
+    size_t rec_len = 0;
+    (void)state;
+
+    memset(&zero, 0, sizeof(zero));
+    assert_tde_ok(tde_envelope_seal(mk_a, &zero, big, 1, &rec, &rec_len));
+    free(rec);
+    o.version = 99;
+    assert_int_equal(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len), TDE_ERR_INVALID_ARG);
+    assert_non_null(strstr(tde_last_error(), "options version 99"));
+    o.version = TDE_ENVELOPE_OPTIONS_VERSION;
+    o.context_len = 1;
+    assert_int_equal(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len), TDE_ERR_INVALID_ARG);
+    o.context = big;
+    o.context_len = sizeof(big);
+    assert_int_equal(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len), TDE_ERR_INVALID_ARG);
+    o.context_len = TDE_ENVELOPE_CONTEXT_MAX;
+    assert_tde_ok(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len));
+    free(rec);
+    o.segment_size = TDE_ENVELOPE_SEGMENT_MAX + 1;
+    {
+        struct membuf out;
+        assert_int_equal(seal_stream_mem(mk_a, &o, big, 1, &out), TDE_ERR_INVALID_ARG);
+        free(out.data);
+    }
 }
 
 static void
@@ -855,12 +912,14 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_envelope_buffer_roundtrip_all_sizes_and_providers),
         cmocka_unit_test(test_envelope_stream_roundtrip_segment_boundaries),
+        cmocka_unit_test(test_envelope_stream_random_sizes_and_short_reads),
         cmocka_unit_test(test_envelope_wrapped_key_and_small_secret_roundtrip),
         cmocka_unit_test(test_envelope_every_byte_flip_is_detected),
         cmocka_unit_test(test_envelope_truncation_at_every_length_is_detected),
         cmocka_unit_test(test_envelope_stream_reorder_duplicate_splice_detected),
         cmocka_unit_test(test_envelope_wrong_master_key_names_provider),
         cmocka_unit_test(test_envelope_wrong_context_fails),
+        cmocka_unit_test(test_envelope_options_are_checked),
         cmocka_unit_test(test_envelope_previous_key_fallback_reports_key_used),
         cmocka_unit_test(test_envelope_fallback_on_auth_failure_not_on_unavailable),
         cmocka_unit_test(test_envelope_record_types_cannot_be_confused),

@@ -440,6 +440,12 @@ test_masterkey_keyfile_errors_name_file_and_problem(void **state)
     snprintf(uri, sizeof(uri), "file://%s", dir);
     assert_int_equal(tde_masterkey_open(&mk, uri), TDE_ERR_INVALID_ARG);
     assert_non_null(strstr(tde_last_error(), "not a regular file"));
+    /* A FIFO in the key's place is refused at once, not read (which would block). */
+    snprintf(uri, sizeof(uri), "%s/fifo.key", dir);
+    assert_int_equal(mkfifo(uri, 0600), 0);
+    snprintf(uri, sizeof(uri), "file://%s/fifo.key", dir);
+    assert_int_equal(tde_masterkey_open(&mk, uri), TDE_ERR_INVALID_ARG);
+    assert_non_null(strstr(tde_last_error(), "fifo.key: not a regular file"));
     assert_int_equal(tde_masterkey_open(&mk, "file://host/etc/k"), TDE_ERR_INVALID_ARG);
     assert_int_equal(tde_masterkey_open(&mk, "file://"), TDE_ERR_INVALID_ARG);
     assert_int_equal(tde_masterkey_open(&mk, "file:///etc/k?x=1"), TDE_ERR_INVALID_ARG);
