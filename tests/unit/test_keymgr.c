@@ -1133,6 +1133,153 @@ test_keymgr_v1_fixture_opens(void **state)
     tde_keymgr_close(km);
 }
 
+/* Every write, fsync, rename and directory fsync of every file operation fails in turn. The
+ * operation reports it or succeeded; after reopening, acknowledged changes are there, and a file
+ * on disk always has its key, wherever the failed operation stopped. */
+enum { FOP_NEW, FOP_LINK, FOP_RENAME, FOP_DELETE, FOP_N };
+
+typedef struct fop_state {
+    char base[2048], src[2048], dst[2048];
+    uint64_t base_id, src_id;
+    uint8_t base_ks[32], src_ks[32];
+} fop_state;
+
+/* Sets up what operation @p op of round @p r starts from (no injection active). */
+static void
+fop_prepare(fixture *f, tde_keymgr *km, fop_state *s, int op, int r)
+{
+    FILE *fp;
+    snprintf(s->src, sizeof(s->src), "%s/src%d", f->db, r);
+    snprintf(s->dst, sizeof(s->dst), "%s/dst%d", f->db, r);
+    if (op == FOP_RENAME) {
+        new_file(km, s->src, &s->src_id, s->src_ks);
+        fp = fopen(s->src, "w");
+        fclose(fp);
+    }
+}
+
+static tde_status
+fop_run(tde_keymgr *km, fop_state *s, int op)
+{
+    tde_file_key *fk = NULL;
+    tde_status st = TDE_OK;
+    switch (op) {
+    case FOP_NEW:
+        st = tde_keymgr_new_file(km, s->dst, &fk);
+        tde_file_key_free(fk);
+        break;
+    case FOP_LINK: st = tde_keymgr_link_file(km, s->base, s->dst); break;
+    case FOP_RENAME: st = tde_keymgr_rename_file(km, s->src, s->dst); break;
+    case FOP_DELETE: st = tde_keymgr_delete_file(km, s->base); break;
+    }
+    return st;
+}
+
+/* The key id of @p path's entry, 0 when it has none. */
+static uint64_t
+entry_id(tde_keymgr *km, const char *path, uint8_t ks[32])
+{
+    tde_file_key *fk = NULL;
+    uint64_t id;
+    assert_tde_ok(tde_keymgr_get_file(km, path, &fk));
+    id = tde_file_key_id(fk);
+    keystream(fk, ks);
+    tde_file_key_free(fk);
+    return id;
+}
+
+static void
+fop_check(tde_keymgr *km, fop_state *s, int op, bool acked)
+{
+    uint8_t ks[32];
+    uint64_t id;
+    switch (op) {
+    case FOP_NEW:
+        id = entry_id(km, s->dst, ks);
+        assert_true(!acked || id != 0);
+        break;
+    case FOP_LINK:
+        id = entry_id(km, s->dst, ks);
+        assert_true(!acked || id != 0);
+        if (id != 0) { /* a link entry is a copy of the source's */
+            assert_int_equal(id, s->base_id);
+            assert_memory_equal(ks, s->base_ks, 32);
+        }
+        break;
+    case FOP_RENAME:
+        /* Wherever the file is on disk, that name has its key. */
+        assert_true(access(s->src, F_OK) == 0 || access(s->dst, F_OK) == 0);
+        if (access(s->dst, F_OK) == 0) {
+            assert_int_equal(entry_id(km, s->dst, ks), s->src_id);
+            assert_memory_equal(ks, s->src_ks, 32);
+        }
+        if (access(s->src, F_OK) == 0) {
+            assert_int_equal(entry_id(km, s->src, ks), s->src_id);
+            assert_memory_equal(ks, s->src_ks, 32);
+        }
+        if (acked)
+            assert_int_equal(entry_id(km, s->src, ks), 0);
+        break;
+    case FOP_DELETE:
+        id = entry_id(km, s->base, ks);
+        assert_true(!acked || id == 0);
+        if (id != 0) {
+            assert_int_equal(id, s->base_id);
+            assert_memory_equal(ks, s->base_ks, 32);
+        }
+        break;
+    }
+    if (op != FOP_DELETE) { /* the bystander is intact */
+        assert_int_equal(entry_id(km, s->base, ks), s->base_id);
+        assert_memory_equal(ks, s->base_ks, 32);
+    }
+}
+
+static void
+test_keymgr_every_io_failure_of_every_file_operation(void **state)
+{
+    fixture *f = *state;
+    static const tde_fileio_op ios[] = {TDE_FILEIO_WRITE, TDE_FILEIO_FSYNC, TDE_FILEIO_RENAME,
+                                        TDE_FILEIO_FSYNC_DIR};
+    fop_state s;
+    int round = 0, failures = 0, cases = 0;
+    tde_keymgr *km;
+
+    f->cfg.enforce = 0; /* a missing entry reads as plaintext (id 0) */
+    km = open_km(f);
+    db_path(f, "base", s.base, sizeof(s.base));
+    new_file(km, s.base, &s.base_id, s.base_ks);
+    for (int op = 0; op < FOP_N; op++) {
+        for (size_t io = 0; io < sizeof(ios) / sizeof(ios[0]); io++) {
+            unsigned long calls;
+            fop_prepare(f, km, &s, op, round++);
+            tde_fileio_inject_reset();
+            assert_tde_ok(fop_run(km, &s, op));
+            calls = tde_fileio_calls(ios[io]);
+            if (op == FOP_DELETE)
+                new_file(km, s.base, &s.base_id, s.base_ks);
+            for (unsigned long n = 1; n <= calls; n++) {
+                tde_status st;
+                fop_prepare(f, km, &s, op, round++);
+                tde_fileio_inject_reset();
+                tde_fileio_inject(ios[io], n, EIO, false);
+                st = fop_run(km, &s, op);
+                tde_fileio_inject_reset();
+                failures += st != TDE_OK;
+                cases++;
+                tde_keymgr_close(km);
+                km = open_km(f);
+                fop_check(km, &s, op, st == TDE_OK);
+                if (op == FOP_DELETE)
+                    new_file(km, s.base, &s.base_id, s.base_ks);
+            }
+        }
+    }
+    tde_keymgr_close(km);
+    print_message("%d injected failures, %d reported\n", cases, failures);
+    assert_true(failures > 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -1164,6 +1311,7 @@ main(void)
         T(test_keymgr_lost_file_dictionary_is_reported),
         T(test_keymgr_rejects_bad_config),
         T(test_keymgr_v1_fixture_opens),
+        T(test_keymgr_every_io_failure_of_every_file_operation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
