@@ -14,10 +14,11 @@
  * as additional data but not stored: opening needs the same context.
  *
  * Opening takes a current and an optional previous master key (TiKV's
- * previous-master-key). The key whose provider and key id match the record is
- * tried first; the other is tried only when the id does not match or
- * authentication fails, never when a provider is unavailable. @p used (may be
- * NULL) reports which handle opened the record.
+ * previous-master-key). Only a key whose provider and key id match the record
+ * is tried: the current one first, the previous one when the current one's id
+ * does not match or it fails authentication, never after a provider failure
+ * such as TDE_ERR_UNAVAILABLE. @p used (may be NULL) reports which handle
+ * opened the record.
  *
  * All functions are thread-safe; master-key handles may be shared. Outputs
  * through `uint8_t **` are malloc()ed and owned by the caller (free()).
