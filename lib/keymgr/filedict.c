@@ -317,9 +317,9 @@ table_reserve(struct table *t, size_t n)
 
 /* Adds or replaces; *added tells which. */
 static tde_status
-table_put(struct table *t, const char *name, size_t len, const tde_file_entry *e, bool *added)
+table_put_h(struct table *t, const char *name, size_t len, uint64_t h, const tde_file_entry *e,
+            bool *added)
 {
-    uint64_t h = hash_name(name, len);
     long i = table_find(t, name, len, h);
     uint8_t *r;
 
@@ -344,6 +344,12 @@ table_put(struct table *t, const char *name, size_t len, const tde_file_entry *e
     return TDE_OK;
 }
 
+static tde_status
+table_put(struct table *t, const char *name, size_t len, const tde_file_entry *e, bool *added)
+{
+    return table_put_h(t, name, len, hash_name(name, len), e, added);
+}
+
 static bool
 table_get(const struct table *t, const char *name, size_t len, tde_file_entry *out)
 {
@@ -357,9 +363,9 @@ table_get(const struct table *t, const char *name, size_t len, tde_file_entry *o
 }
 
 static bool
-table_delete(struct table *t, const char *name, size_t len)
+table_delete_h(struct table *t, const char *name, size_t len, uint64_t h)
 {
-    long i = table_find(t, name, len, hash_name(name, len));
+    long i = table_find(t, name, len, h);
 
     if (i < 0)
         return false;
@@ -368,6 +374,62 @@ table_delete(struct table *t, const char *name, size_t len)
     t->slots[i] = SLOT_TOMB;
     t->live--;
     return true;
+}
+
+static bool
+table_delete(struct table *t, const char *name, size_t len)
+{
+    return table_delete_h(t, name, len, hash_name(name, len));
+}
+
+/* Log records are applied a few behind the parser, whose hash prefetches their slot: a log is
+ * in time order, so its slots are random and each would otherwise wait for memory. */
+#define REPLAY_AHEAD 8
+
+struct replay_op {
+    const char *name;
+    size_t len;
+    uint64_t h;
+    bool del;
+    tde_file_entry e;
+};
+
+struct replay_queue {
+    struct replay_op ops[REPLAY_AHEAD];
+    size_t head, count;
+};
+
+static tde_status
+replay_apply(struct table *t, const struct replay_op *op)
+{
+    if (op->del) {
+        (void)table_delete_h(t, op->name, op->len, op->h);
+        return TDE_OK;
+    }
+    return table_put_h(t, op->name, op->len, op->h, &op->e, NULL);
+}
+
+static tde_status
+replay_push(struct table *t, struct replay_queue *q, const struct replay_op *op)
+{
+    if (t->cap > 0)
+        __builtin_prefetch(&t->slots[op->h & (t->cap - 1)]);
+    if (q->count < REPLAY_AHEAD) {
+        q->ops[(q->head + q->count++) % REPLAY_AHEAD] = *op;
+        return TDE_OK;
+    }
+    TDE_RET(replay_apply(t, &q->ops[q->head]));
+    q->ops[q->head] = *op;
+    q->head = (q->head + 1) % REPLAY_AHEAD;
+    return TDE_OK;
+}
+
+static tde_status
+replay_flush(struct table *t, struct replay_queue *q)
+{
+    for (; q->count > 0; q->count--, q->head = (q->head + 1) % REPLAY_AHEAD)
+        TDE_RET(replay_apply(t, &q->ops[q->head]));
+    return TDE_OK;
 }
 
 static void
@@ -620,6 +682,7 @@ log_replay(const struct source *s, const uint8_t *buf, size_t len, uint64_t base
            uint64_t *end, bool *torn)
 {
     size_t pos = 0;
+    struct replay_queue q = {.count = 0};
 
     *torn = false;
     while (pos < len) {
@@ -627,7 +690,6 @@ log_replay(const struct source *s, const uint8_t *buf, size_t len, uint64_t base
         size_t left = len - pos, blen, nlen, slen;
         uint64_t off = base + pos;
         uint8_t prefix[16], type;
-        tde_file_entry e;
 
         if (left < REC_HEADER_LEN) {
             *torn = true;
@@ -658,8 +720,11 @@ log_replay(const struct source *s, const uint8_t *buf, size_t len, uint64_t base
             if (blen < 2 || blen != 2 + nlen || !name_ok(r + 2, nlen))
                 return tde_error_set(TDE_ERR_CORRUPT, "%s: bad delete record at offset %" PRIu64,
                                      s->path, off);
-            if (t != NULL)
-                (void)table_delete(t, (const char *)r + 2, nlen);
+            if (t != NULL) {
+                struct replay_op op = {.name = (const char *)r + 2, .len = nlen, .del = true};
+                op.h = hash_name(op.name, nlen);
+                TDE_RET(replay_push(t, &q, &op));
+            }
         } else {
             bool link = type == REC_LINK;
             nlen = blen >= ENTRY_LEN + 2 ? get16(r + ENTRY_LEN) : 0;
@@ -669,12 +734,17 @@ log_replay(const struct source *s, const uint8_t *buf, size_t len, uint64_t base
                 (link && !name_ok(r + ENTRY_LEN + 4 + nlen, slen)))
                 return tde_error_set(TDE_ERR_CORRUPT, "%s: bad %s record at offset %" PRIu64,
                                      s->path, link ? "link" : "put", off);
-            entry_decode(&e, r);
-            if (t != NULL)
-                TDE_RET(table_put(t, (const char *)r + ENTRY_LEN + 2, nlen, &e, NULL));
+            if (t != NULL) {
+                struct replay_op op = {.name = (const char *)r + ENTRY_LEN + 2, .len = nlen};
+                entry_decode(&op.e, r);
+                op.h = hash_name(op.name, nlen);
+                TDE_RET(replay_push(t, &q, &op));
+            }
         }
         pos += REC_HEADER_LEN + blen + MAC_LEN;
     }
+    if (t != NULL)
+        TDE_RET(replay_flush(t, &q));
     *end = base + pos;
     return TDE_OK;
 }
@@ -1276,9 +1346,10 @@ commit_batch(tde_filedict *d, struct op *batch)
     }
 
     snap_len = atomic_load(&d->snapshot_bytes);
-    /* Half the snapshot bounds both the open time (records to replay) and the write
-     * amplification (one snapshot rewrite per half a snapshot of log). */
-    threshold = snap_len / 2 > DEFAULT_COMPACT_MIN ? snap_len / 2 : DEFAULT_COMPACT_MIN;
+    /* A quarter of the snapshot bounds the open time (records to replay, which cost far more
+     * than snapshot entries) at a modest write amplification (one snapshot rewrite per quarter
+     * snapshot of log, never per operation). */
+    threshold = snap_len / 4 > DEFAULT_COMPACT_MIN ? snap_len / 4 : DEFAULT_COMPACT_MIN;
     if (d->compact_bytes != 0)
         threshold = d->compact_bytes;
     if (off + len - LOG_HEADER_LEN > threshold && off + len >= d->compact_at)

@@ -47,7 +47,7 @@ typedef struct tde_filedict_options {
     const char *dir;  /* directory holding the dictionary files (must exist); copied */
     uint8_t mac_key[TDE_FILEDICT_MAC_KEY_LEN]; /* copied; wiped on close */
     bool read_only;                            /* never writes: no create, repair, compaction */
-    uint64_t compact_bytes; /* compact when the log passes this; 0: max(4 MiB, snapshot size / 2) */
+    uint64_t compact_bytes; /* compact when the log passes this; 0: max(4 MiB, snapshot size / 4) */
 } tde_filedict_options;
 
 /*

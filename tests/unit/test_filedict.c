@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1064,6 +1065,81 @@ test_filedict_read_only_follows_a_live_writer(void **state)
     free(dir);
 }
 
+struct live_writer {
+    tde_filedict *d;
+    atomic_int done;
+    tde_status st;
+};
+
+static void *
+live_writer_main(void *arg)
+{
+    struct live_writer *w = arg;
+    for (int b = 0; b < 60 && w->st == TDE_OK; b++) {
+        static char buf[10][32];
+        const char *names[10];
+        tde_file_entry es[10];
+        for (int i = 0; i < 10; i++) {
+            snprintf(buf[i], sizeof(buf[i]), "live/%04d", b * 10 + i);
+            names[i] = buf[i];
+            es[i] = entry_for((uint64_t)(b * 10 + i));
+        }
+        w->st = tde_filedict_put_batch(w->d, names, es, 10);
+    }
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+struct live_check {
+    int bad;
+};
+
+static int
+live_check_fn(void *arg, const char *name, const tde_file_entry *e)
+{
+    struct live_check *c = arg;
+    tde_file_entry want = entry_for((uint64_t)atoi(name + 5));
+    if (e->key_id != want.key_id || memcmp(e->iv, want.iv, 16) != 0)
+        c->bad++;
+    return 0;
+}
+
+/* A reader refreshing in a loop while a writer thread appends and compacts: every state it
+ * sees is a prefix of the writer's (counts only grow, every entry is right). */
+static void
+test_filedict_read_only_refresh_races_a_writer_thread(void **state)
+{
+    char *dir = test_tmpdir("filedict");
+    struct live_writer w = {.st = TDE_OK};
+    tde_filedict *r;
+    pthread_t th;
+    size_t last = 0;
+    int refreshes = 0;
+    (void)state;
+
+    assert_tde_ok(open_dict(&w.d, dir, false, 3000));
+    assert_tde_ok(open_dict(&r, dir, true, 0));
+    assert_int_equal(pthread_create(&th, NULL, live_writer_main, &w), 0);
+    while (!atomic_load(&w.done)) {
+        struct live_check c = {0};
+        assert_tde_ok(tde_filedict_refresh(r));
+        assert_true(tde_filedict_count(r) >= last);
+        last = tde_filedict_count(r);
+        assert_tde_ok(tde_filedict_foreach(r, live_check_fn, &c));
+        assert_int_equal(c.bad, 0);
+        refreshes++;
+    }
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_tde_ok(w.st);
+    assert_tde_ok(tde_filedict_refresh(r));
+    assert_int_equal(tde_filedict_count(r), 600);
+    print_message("%d refreshes during 60 appends\n", refreshes);
+    tde_filedict_close(r);
+    tde_filedict_close(w.d);
+    test_rmtree(dir);
+    free(dir);
+}
+
 /* tikv#8212: one file op must not rewrite the whole dictionary. Each put is one append of one
  * record and one fsync; the snapshot is untouched until the log passes the threshold. */
 static void
@@ -1169,6 +1245,7 @@ main(void)
         cmocka_unit_test(test_filedict_crash_at_every_failpoint),
         cmocka_unit_test(test_filedict_group_commit_under_threads),
         cmocka_unit_test(test_filedict_read_only_follows_a_live_writer),
+        cmocka_unit_test(test_filedict_read_only_refresh_races_a_writer_thread),
         cmocka_unit_test(test_filedict_put_appends_one_record_not_a_rewrite),
         cmocka_unit_test(test_filedict_v1_fixture_opens),
     };
