@@ -923,6 +923,9 @@ worker_main(void *arg)
         tde_file_key_free(g);
         if (w->t == 0 && i % 20 == 0 && tde_keymgr_rotate_data_key(w->km) != TDE_OK)
             return (void *)2;
+        /* Removal of unused keys racing new files on old keys (it must skip keys in use). */
+        if (w->t == 1 && i % 10 == 0 && tde_keymgr_maintain(w->km) != TDE_OK)
+            return (void *)3;
     }
     return NULL;
 }
