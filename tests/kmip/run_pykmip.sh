@@ -80,7 +80,8 @@ done
 [ "$up" = 1 ] || { echo "PyKMIP server did not open port $PORT within 60 s" >&2; exit 1; }
 echo "PyKMIP server pid $PID on 127.0.0.1:$PORT"
 
-export KMIP_PORT=$PORT KMIP_CERTS=$WORK/certs KMIP_WORK=$WORK
+# KMIP_SERVER_PID lets the last test stop the server to check behaviour in an outage.
+export KMIP_PORT=$PORT KMIP_CERTS=$WORK/certs KMIP_WORK=$WORK KMIP_SERVER_PID=$PID
 for prog in "$@"; do
     "$prog"
 done
