@@ -1,6 +1,11 @@
-/* Fuzzes the strict KMIP TTLV decoder: decode, walk with typed getters, re-encode. */
+/*
+ * Fuzzes the strict KMIP TTLV decoder (decode, walk with typed getters, re-encode)
+ * and the response layer above it (decode as a reply to each operation, extract).
+ */
+#include <stdlib.h>
 #include <string.h>
 
+#include "masterkey/kmip_msg.h"
 #include "masterkey/kmip_ttlv.h"
 
 /* Reads every primitive through its getter; re-encoding must reproduce the input. */
@@ -24,6 +29,34 @@ walk(const kmip_item *it)
         (void)kmip_item_count(it, 0x420094);
         walk(it->kids);
     }
+}
+
+/* Decodes the input as a reply to @p op and runs every extractor on it. */
+static void
+as_response(const uint8_t *data, size_t size, uint32_t op)
+{
+    kmip_response r;
+    uint8_t *copy = malloc(size ? size : 1);
+    char uid[64];
+    tde_secret *key = NULL;
+    const uint8_t *d, *t;
+    size_t n, tn;
+    kmip_version v[KMIP_MAX_VERSIONS];
+
+    if (copy == NULL)
+        return;
+    memcpy(copy, data, size);
+    if (kmip_response_decode(&r, copy, size, op) != TDE_OK)
+        return;
+    (void)!kmip_response_uid(&r, uid, sizeof(uid));
+    (void)kmip_response_uid_count(&r);
+    if (kmip_response_key(&r, &key) == TDE_OK && tde_secret_len(key) != KMIP_AES256_KEY_LEN)
+        __builtin_trap();
+    tde_secret_free(key);
+    (void)!kmip_response_data(&r, &d, &n, &t, &tn);
+    (void)kmip_response_has_op(&r, KMIP_OP_ENCRYPT);
+    (void)!kmip_response_versions(&r, v, KMIP_MAX_VERSIONS, &n);
+    kmip_response_free(&r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -50,5 +83,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         __builtin_trap();
     kmip_buf_free(out, out_len);
     kmip_tree_free(t);
+    {
+        static const uint32_t ops[] = {KMIP_OP_CREATE,  KMIP_OP_REGISTER,          KMIP_OP_LOCATE,
+                                       KMIP_OP_GET,     KMIP_OP_DISCOVER_VERSIONS, KMIP_OP_QUERY,
+                                       KMIP_OP_ENCRYPT, KMIP_OP_DECRYPT,           KMIP_OP_DESTROY};
+        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+            as_response(data, size, ops[i]);
+    }
     return 0;
 }
