@@ -844,6 +844,9 @@ IOStatus
 EncryptedFileSystem::RenameFile(const std::string &src, const std::string &dst,
                                 const IOOptions &opts, IODebugContext *dbg)
 {
+    bool is_dir = false;
+    if (target()->IsDirectory(src, opts, &is_dir, dbg).ok() && is_dir)
+        return RenameDir(src, dst, opts, dbg);
     std::string s_path = KeyManagerPath(src), d_path = KeyManagerPath(dst);
     tde_file_key *fk = nullptr;
     tde_status st = tde_keymgr_get_file(km_->km, s_path.c_str(), &fk);
@@ -861,6 +864,68 @@ EncryptedFileSystem::RenameFile(const std::string &src, const std::string &dst,
     st = tde_keymgr_delete_file(km_->km, s_path.c_str());
     if (st != TDE_OK)
         return StatusFromTde(st, src);
+    return IOStatus::OK();
+}
+
+// A directory rename (checkpoints: "<dir>.tmp" -> "<dir>") moves the entries of every file
+// below it with the same protocol: new names first, rename, then drop the old names.
+IOStatus
+EncryptedFileSystem::RenameDir(const std::string &src, const std::string &dst,
+                               const IOOptions &opts, IODebugContext *dbg)
+{
+    std::vector<std::pair<std::string, std::string>> moved;
+    IOStatus s = CollectEntries(src, dst, opts, dbg, &moved);
+    if (!s.ok())
+        return s;
+    for (const auto &m : moved) {
+        tde_status st = tde_keymgr_link_file(km_->km, m.first.c_str(), m.second.c_str());
+        if (st != TDE_OK)
+            return StatusFromTde(st, m.second);
+    }
+    s = target()->RenameFile(src, dst, opts, dbg);
+    if (!s.ok())
+        return s;
+    for (const auto &m : moved) {
+        tde_status st = tde_keymgr_delete_file(km_->km, m.first.c_str());
+        if (st != TDE_OK)
+            return StatusFromTde(st, m.first);
+    }
+    return IOStatus::OK();
+}
+
+// The (old, new) key-manager names of every encrypted file below @p src.
+IOStatus
+EncryptedFileSystem::CollectEntries(const std::string &src, const std::string &dst,
+                                    const IOOptions &opts, IODebugContext *dbg,
+                                    std::vector<std::pair<std::string, std::string>> *out)
+{
+    std::vector<std::string> children;
+    IOStatus s = target()->GetChildren(src, opts, &children, dbg);
+    if (!s.ok())
+        return s;
+    for (const std::string &c : children) {
+        if (c == "." || c == "..")
+            continue;
+        std::string from = src + "/" + c, to = dst + "/" + c;
+        bool is_dir = false;
+        if (target()->IsDirectory(from, opts, &is_dir, dbg).ok() && is_dir) {
+            s = CollectEntries(from, to, opts, dbg, out);
+            if (!s.ok())
+                return s;
+            continue;
+        }
+        std::string f_path = KeyManagerPath(from);
+        tde_file_key *fk = nullptr;
+        tde_status st = tde_keymgr_get_file(km_->km, f_path.c_str(), &fk);
+        if (st == TDE_ERR_NOT_FOUND)
+            continue; // enforce mode: a file without an entry stays as it is
+        if (st != TDE_OK)
+            return StatusFromTde(st, from);
+        bool plain = tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT;
+        tde_file_key_free(fk);
+        if (!plain)
+            out->emplace_back(f_path, KeyManagerPath(to));
+    }
     return IOStatus::OK();
 }
 

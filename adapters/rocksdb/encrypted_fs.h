@@ -11,6 +11,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <rocksdb/file_system.h>
 
@@ -95,6 +97,12 @@ class EncryptedFileSystem : public rocksdb::FileSystemWrapper
     rocksdb::IOStatus OpenWritable(const std::string &fname, const rocksdb::FileOptions &opts,
                                    bool reopen, std::unique_ptr<rocksdb::FSWritableFile> *result,
                                    rocksdb::IODebugContext *dbg);
+
+    rocksdb::IOStatus RenameDir(const std::string &src, const std::string &dst,
+                                const rocksdb::IOOptions &opts, rocksdb::IODebugContext *dbg);
+    rocksdb::IOStatus CollectEntries(const std::string &src, const std::string &dst,
+                                     const rocksdb::IOOptions &opts, rocksdb::IODebugContext *dbg,
+                                     std::vector<std::pair<std::string, std::string>> *out);
 
     std::shared_ptr<KeyManagerHandle> km_;
 };
