@@ -94,7 +94,13 @@ kmip_do(kmipp *k, kmip_version v, const kmip_request *rq, int idempotent, kmip_r
     if (st != TDE_OK) {
         char why[400];
         snprintf(why, sizeof(why), "%s", tde_last_error());
-        return tde_error_set(st, "provider %s (during %s)", why, kmip_op_str(rq->op));
+        return tde_error_set(st, "provider %s (during %s%s%s)", why, kmip_op_str(rq->op),
+                             rq->uid    ? " of key "
+                             : rq->name ? " of "
+                                        : "",
+                             rq->uid    ? rq->uid
+                             : rq->name ? rq->name
+                                        : "");
     }
     st = kmip_response_decode(r, resp, resp_len, rq->op);
     if (st != TDE_OK) {

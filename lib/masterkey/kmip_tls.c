@@ -253,7 +253,9 @@ ssl_io(const kmip_client *c, conn *k, int op, void *buf, size_t len, size_t *don
                 TDE_ERR_AUTH, "kmip %s: server certificate rejected: %s (check ca and host)",
                 c->peer, X509_verify_cert_error_string(SSL_get_verify_result(k->ssl)));
         } else if (e == SSL_ERROR_ZERO_RETURN ||
-                   (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+                   (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) ||
+                   ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            ERR_clear_error();
             return tde_error_set(
                 TDE_ERR_UNAVAILABLE, "kmip %s: connection closed by the server during %s%s",
                 c->peer, what, op == 0 ? " (client certificate or TLS policy refused?)" : "");
@@ -301,6 +303,7 @@ attempt(const kmip_client *c, conn *k, const uint8_t *req, size_t req_len, uint8
         TDE_ENSURE(X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(k->ssl), c->host) == 1,
                    TDE_ERR_INVALID_ARG, "kmip %s: bad IP address", c->peer);
     } else {
+        SSL_set_hostflags(k->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         TDE_ENSURE(SSL_set1_host(k->ssl, c->host) == 1 &&
                        SSL_set_tlsext_host_name(k->ssl, c->host) == 1,
                    TDE_ERR_INVALID_ARG, "kmip %s: bad host name", c->peer);
