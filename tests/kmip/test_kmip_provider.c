@@ -155,6 +155,31 @@ test_kmip_provider_server_mode_falls_back_below_1_4(void **state)
 }
 
 static void
+test_kmip_provider_every_version_in_local_mode(void **state)
+{
+    static const char *const versions[] = {"1.0", "1.1", "1.2", "1.3", "1.4", "2.0"};
+    tde_masterkey *first = NULL;
+    (void)state;
+    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+        tde_masterkey *mk = NULL;
+        char extra[64];
+        snprintf(extra, sizeof(extra), "&create=1&version=%s", versions[i]);
+        loglen = 0;
+        open_ok(&mk, "versions", extra);
+        assert_non_null(strstr(logbuf, versions[i]));
+        roundtrip(mk);
+        /* Every dialect finds the same key by name. */
+        if (first == NULL)
+            first = mk;
+        else {
+            assert_string_equal(tde_masterkey_key_id(mk), tde_masterkey_key_id(first));
+            tde_masterkey_free(mk);
+        }
+    }
+    tde_masterkey_free(first);
+}
+
+static void
 test_kmip_provider_opens_by_id_and_never_logs_key_bytes(void **state)
 {
     kmip_tls_config cfg = harness_config();
@@ -327,6 +352,7 @@ main(void)
         cmocka_unit_test(test_kmip_provider_server_mode_1_4),
         cmocka_unit_test(test_kmip_provider_server_mode_2_0),
         cmocka_unit_test(test_kmip_provider_server_mode_falls_back_below_1_4),
+        cmocka_unit_test(test_kmip_provider_every_version_in_local_mode),
         cmocka_unit_test(test_kmip_provider_opens_by_id_and_never_logs_key_bytes),
         cmocka_unit_test(test_kmip_provider_bad_uris),
         cmocka_unit_test(test_kmip_provider_server_down_at_start_up),
