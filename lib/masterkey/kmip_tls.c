@@ -24,7 +24,17 @@
 #include "common/error.h"
 #include "masterkey/kmip_ttlv.h"
 
+/* One connection's state. */
+typedef struct conn {
+    int fd;
+    SSL *ssl;
+    int64_t deadline;
+    int sent;    /* the request left us (a retry could repeat it) */
+    pid_t owner; /* the process that made it: a forked child must not share a TLS session */
+} conn;
+
 struct kmip_client {
+    conn idle; /* kept open after a successful call, for the next idempotent one */
     SSL_CTX *ctx;
     char *host;
     int port;
@@ -32,14 +42,6 @@ struct kmip_client {
     int connect_timeout_ms, io_timeout_ms, retries, backoff_ms;
     char peer[300];
 };
-
-/* One attempt's state. */
-typedef struct conn {
-    int fd;
-    SSL *ssl;
-    int64_t deadline;
-    int sent; /* the request left us (a retry could repeat it) */
-} conn;
 
 static int64_t
 now_ms(void)
@@ -70,6 +72,8 @@ ssl_err(char *buf, size_t cap)
     return buf;
 }
 
+static void conn_close(conn *k);
+
 static void
 client_free_fields(kmip_client *c)
 {
@@ -96,6 +100,7 @@ kmip_client_new(kmip_client **out, const kmip_tls_config *cfg)
                cfg->port);
     c = calloc(1, sizeof(*c));
     TDE_ENSURE(c != NULL, TDE_ERR_NOMEM, "kmip: out of memory");
+    c->idle.fd = -1;
     c->host = strdup(cfg->host);
     TDE_ENSURE(c->host != NULL, TDE_ERR_NOMEM, "kmip: out of memory");
     c->port = cfg->port;
@@ -143,8 +148,10 @@ err:
 void
 kmip_client_free(kmip_client *c)
 {
-    if (c != NULL)
-        client_free_fields(c);
+    if (c == NULL)
+        return;
+    conn_close(&c->idle);
+    client_free_fields(c);
 }
 
 const char *
@@ -270,6 +277,8 @@ ssl_io(const kmip_client *c, conn *k, int op, void *buf, size_t len, size_t *don
     }
 }
 
+/* Frees the connection without a close_notify: the server may be gone, or the TLS
+ * session may belong to the parent of a forked process. */
 static void
 conn_close(conn *k)
 {
@@ -284,17 +293,15 @@ conn_close(conn *k)
     k->fd = -1;
 }
 
-/* One attempt: connect, handshake, send, read one TTLV message. */
+/* Connects and runs the TLS handshake with the server checks. */
 static tde_status
-attempt(const kmip_client *c, conn *k, const uint8_t *req, size_t req_len, uint8_t **resp,
-        size_t *resp_len)
+establish(const kmip_client *c, conn *k)
 {
     tde_status st;
-    uint8_t hdr[KMIP_TTLV_HEADER_LEN], *buf = NULL;
-    size_t total = 0, got = 0, n;
     char eb[256];
 
     TDE_RET(tcp_connect(c, k));
+    k->owner = getpid();
     k->deadline = now_ms() + c->io_timeout_ms;
     k->ssl = SSL_new(c->ctx);
     TDE_ENSURE(k->ssl != NULL && SSL_set_fd(k->ssl, k->fd) == 1, TDE_ERR_CRYPTO,
@@ -309,6 +316,21 @@ attempt(const kmip_client *c, conn *k, const uint8_t *req, size_t req_len, uint8
                    TDE_ERR_INVALID_ARG, "kmip %s: bad host name", c->peer);
     }
     TDE_ERR(ssl_io(c, k, 0, NULL, 0, NULL, "handshake"));
+    return TDE_OK;
+err:
+    return st;
+}
+
+/* Sends one request and reads one TTLV message on an established connection. */
+static tde_status
+exchange(const kmip_client *c, conn *k, const uint8_t *req, size_t req_len, uint8_t **resp,
+         size_t *resp_len)
+{
+    tde_status st;
+    uint8_t hdr[KMIP_TTLV_HEADER_LEN], *buf = NULL;
+    size_t total = 0, got = 0, n;
+
+    k->deadline = now_ms() + c->io_timeout_ms;
     for (size_t off = 0; off < req_len; off += n) {
         k->sent = 1;
         TDE_ERR(ssl_io(c, k, 1, (void *)(req + off), req_len - off, &n, "send"));
@@ -352,6 +374,25 @@ kmip_client_call(kmip_client *c, const uint8_t *req, size_t req_len, int idempot
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+    if (c->idle.ssl != NULL && c->idle.owner != getpid()) {
+        /* Inherited through fork(): the parent owns the TLS session; drop our copy quietly. */
+        conn_close(&c->idle);
+    }
+    if (c->idle.ssl != NULL) {
+        conn k = c->idle;
+        c->idle = (conn){.fd = -1};
+        if (idempotent) {
+            st = exchange(c, &k, req, req_len, resp, resp_len);
+            if (st == TDE_OK) {
+                c->idle = k;
+                goto done;
+            }
+        }
+        conn_close(&k);
+        /* A server may close idle connections: only a bad reply is final, not a lost link. */
+        if (idempotent && st != TDE_ERR_UNAVAILABLE && st != TDE_ERR_TIMEOUT)
+            goto done;
+    }
     for (int i = 0; i <= c->retries; i++) {
         conn k = {.fd = -1};
         if (i > 0) {
@@ -360,12 +401,18 @@ kmip_client_call(kmip_client *c, const uint8_t *req, size_t req_len, int idempot
             sleep_ms(backoff);
             backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
         }
-        st = attempt(c, &k, req, req_len, resp, resp_len);
+        st = establish(c, &k);
+        if (st == TDE_OK)
+            st = exchange(c, &k, req, req_len, resp, resp_len);
+        if (st == TDE_OK) {
+            c->idle = k;
+            break;
+        }
         conn_close(&k);
-        if (st == TDE_OK || (st != TDE_ERR_UNAVAILABLE && st != TDE_ERR_TIMEOUT) ||
-            (k.sent && !idempotent))
+        if ((st != TDE_ERR_UNAVAILABLE && st != TDE_ERR_TIMEOUT) || (k.sent && !idempotent))
             break;
     }
+done:
     if (!sigismember(&old_set, SIGPIPE)) {
         const struct timespec zero = {0, 0};
         while (sigtimedwait(&pipe_set, NULL, &zero) > 0)

@@ -1,6 +1,9 @@
 /*
- * KMIP over mutual TLS (OpenSSL): one connection per request, connect and I/O
- * deadlines, bounded retries with exponential backoff. Errors name host:port.
+ * KMIP over mutual TLS (OpenSSL): connect and I/O deadlines, bounded retries
+ * with exponential backoff, errors naming host:port. A connection is kept open
+ * for the next idempotent request; one the server closed meanwhile is replaced
+ * transparently. A kmip_client is not thread-safe (the provider's calls are
+ * serialized by the master-key handle).
  *
  * Threat model: the server is authenticated by the configured CA and its host
  * name or IP address; the client proves itself with its certificate. Requests

@@ -90,14 +90,84 @@ struct fake_server {
     SSL_CTX *ctx;
 };
 
+/* Reads one TTLV message (header, then its length); 0 at EOF or error. */
+static int
+read_message(SSL *ssl, uint8_t *buf, size_t cap)
+{
+    size_t got = 0, total = 8;
+    while (got < total) {
+        int n = SSL_read(ssl, buf + got, (int)(total - got));
+        if (n <= 0)
+            return 0;
+        got += (size_t)n;
+        if (got == 8) {
+            total =
+                8 + ((size_t)buf[4] << 24 | (size_t)buf[5] << 16 | (size_t)buf[6] << 8 | buf[7]);
+            if (total > cap)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* The canned reply: PyKMIP's answer to Query (tests/vectors/kmip/kmip-1.4/23-resp.hex). */
+static size_t
+canned_reply(uint8_t *out, size_t cap)
+{
+    char path[1024], hex[4096];
+    size_t n;
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/tests/vectors/kmip/kmip-1.4/23-resp.hex", TDE_SOURCE_DIR);
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    n = fread(hex, 1, sizeof(hex) - 1, f);
+    fclose(f);
+    while (n > 0 && (hex[n - 1] == '\n' || hex[n - 1] == '\r'))
+        n--;
+    hex[n] = '\0';
+    return test_unhex(hex, out, cap);
+}
+
+/* FAKE_KEEP and FAKE_CLOSE: well-behaved KMIP with canned replies. */
+static void *
+fake_kmip(fake_server *f)
+{
+    uint8_t reply[1024], buf[8192];
+    size_t reply_len = canned_reply(reply, sizeof(reply));
+    int conns = f->mode == FAKE_KEEP ? 1 : 3;
+
+    for (int i = 0; i < conns; i++) {
+        int fd = accept(f->lfd, NULL, NULL);
+        SSL *ssl;
+        if (fd < 0)
+            return NULL;
+        ssl = SSL_new(f->ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) == 1) {
+            while (read_message(ssl, buf, sizeof(buf))) {
+                SSL_write(ssl, reply, (int)reply_len);
+                if (f->mode == FAKE_CLOSE)
+                    break;
+            }
+            SSL_shutdown(ssl);
+        }
+        SSL_free(ssl);
+        close(fd);
+    }
+    return NULL;
+}
+
 static void *
 fake_main(void *arg)
 {
     fake_server *f = arg;
-    int fd = accept(f->lfd, NULL, NULL);
+    int fd;
     SSL *ssl = NULL;
     uint8_t buf[4096];
 
+    if (f->mode == FAKE_KEEP || f->mode == FAKE_CLOSE)
+        return fake_kmip(f);
+    fd = accept(f->lfd, NULL, NULL);
     if (fd < 0)
         return NULL;
     if (f->mode == FAKE_SILENT) {

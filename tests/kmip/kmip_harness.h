@@ -21,10 +21,12 @@ enum fake_mode {
     FAKE_HUGE,      /* TLS, then a header announcing a 2 GiB reply */
     FAKE_TRUNCATED, /* TLS, then half a reply and close */
     FAKE_WRONGNAME, /* TLS with a certificate for another host name */
+    FAKE_KEEP,      /* one connection; every request gets a canned Query reply */
+    FAKE_CLOSE,     /* three connections, one canned Query reply each, then a close */
 };
 
 typedef struct fake_server fake_server;
-/* Starts a one-connection server on 127.0.0.1; returns its port via *port. */
+/* Starts the server on 127.0.0.1; returns its port via *port. */
 fake_server *fake_start(enum fake_mode mode, int *port);
 /* Waits for its thread and frees it. */
 void fake_stop(fake_server *f);

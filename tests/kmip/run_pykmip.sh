@@ -15,16 +15,21 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tde-kmip.XXXXXX")
 PID=""
 
+# Running and not a zombie (a test may have killed it; it stays a zombie until we wait).
+alive() {
+    kill -0 "$1" 2>/dev/null && ! awk '{ exit ($3 == "Z") ? 0 : 1 }' "/proc/$1/stat" 2>/dev/null
+}
+
 stop_server() {
     [ -n "$PID" ] || return 0
-    if kill -0 "$PID" 2>/dev/null; then
+    if alive "$PID"; then
         kill -TERM "$PID" 2>/dev/null || true
         # SIGTERM takes 3-6 s; give it 15 s, then SIGKILL.
         for _ in $(seq 1 150); do
-            kill -0 "$PID" 2>/dev/null || break
+            alive "$PID" || break
             sleep 0.1
         done
-        kill -0 "$PID" 2>/dev/null && kill -KILL "$PID" 2>/dev/null
+        alive "$PID" && kill -KILL "$PID" 2>/dev/null
     fi
     wait "$PID" 2>/dev/null || true
     PID=""
@@ -80,7 +85,7 @@ done
 [ "$up" = 1 ] || { echo "PyKMIP server did not open port $PORT within 60 s" >&2; exit 1; }
 echo "PyKMIP server pid $PID on 127.0.0.1:$PORT"
 
-# KMIP_SERVER_PID lets the last test stop the server to check behaviour in an outage.
+# KMIP_SERVER_PID lets the last test kill the server to check behaviour in an outage.
 export KMIP_PORT=$PORT KMIP_CERTS=$WORK/certs KMIP_WORK=$WORK KMIP_SERVER_PID=$PID
 for prog in "$@"; do
     "$prog"

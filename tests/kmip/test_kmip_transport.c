@@ -389,6 +389,55 @@ test_kmip_garbage_replies_are_protocol_errors(void **state)
     bad_reply(FAKE_TRUNCATED, TDE_ERR_UNAVAILABLE);
 }
 
+/* Three Query calls on one client. */
+static void
+three_queries(enum fake_mode mode, int idempotent)
+{
+    kmip_tls_config cfg = harness_config();
+    kmip_client *c = NULL;
+    kmip_request rq;
+    fake_server *f;
+
+    cfg.ciphers = NULL;
+    cfg.retries = 0;
+    cfg.io_timeout_ms = 3000;
+    f = fake_start(mode, &cfg.port);
+    assert_tde_ok(kmip_client_new(&c, &cfg));
+    memset(&rq, 0, sizeof(rq));
+    rq.op = KMIP_OP_QUERY;
+    for (int i = 0; i < 3; i++) {
+        uint8_t *req = NULL, *resp = NULL;
+        size_t req_len, resp_len;
+        kmip_response r;
+        assert_tde_ok(kmip_request_encode((kmip_version){1, 4}, &rq, &req, &req_len));
+        assert_tde_ok(kmip_client_call(c, req, req_len, idempotent, &resp, &resp_len));
+        kmip_buf_free(req, req_len);
+        assert_tde_ok(kmip_response_decode(&r, resp, resp_len, KMIP_OP_QUERY));
+        assert_true(kmip_response_has_op(&r, KMIP_OP_ENCRYPT));
+        kmip_response_free(&r);
+    }
+    kmip_client_free(c);
+    fake_stop(f);
+}
+
+static void
+test_kmip_connection_is_reused(void **state)
+{
+    (void)state;
+    /* The server accepts one connection only: a second one would time out. */
+    three_queries(FAKE_KEEP, 1);
+}
+
+static void
+test_kmip_connection_closed_by_server_is_replaced(void **state)
+{
+    (void)state;
+    /* The server closes after every reply: the kept connection is found dead and replaced. */
+    three_queries(FAKE_CLOSE, 1);
+    /* Non-idempotent requests never go over a kept connection. */
+    three_queries(FAKE_CLOSE, 0);
+}
+
 int
 main(void)
 {
@@ -403,6 +452,8 @@ main(void)
         cmocka_unit_test(test_kmip_server_down_is_unavailable_after_bounded_retries),
         cmocka_unit_test(test_kmip_silent_server_times_out),
         cmocka_unit_test(test_kmip_garbage_replies_are_protocol_errors),
+        cmocka_unit_test(test_kmip_connection_is_reused),
+        cmocka_unit_test(test_kmip_connection_closed_by_server_is_replaced),
     };
     tde_set_log_callback(count_logs, NULL);
     return cmocka_run_group_tests(tests, NULL, NULL);
