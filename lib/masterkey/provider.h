@@ -8,5 +8,6 @@
 /* The built-in vtables, registered lazily by registry.c. */
 extern const tde_masterkey_provider_vtable masterkey_keyfile_vtable;
 extern const tde_masterkey_provider_vtable masterkey_testkey_vtable;
+extern const tde_masterkey_provider_vtable masterkey_kmip_vtable;
 
 #endif
