@@ -16,6 +16,7 @@ tc3_authorization(const tc3_request *r, char *out, size_t cap)
     char *canon = NULL, *sts = NULL, *k0 = NULL;
     size_t canon_len = 0, sts_len = 0, sk_len = strlen(r->secret_key);
     FILE *f = NULL;
+    int rc;
     char day[11], ts[24], body_hash[KMS_SHA256_HEX_LEN + 1];
     char canon_hash[KMS_SHA256_HEX_LEN + 1], sig_hex[KMS_SHA256_HEX_LEN + 1];
     uint8_t k[KMS_SHA256_LEN];
@@ -30,15 +31,17 @@ tc3_authorization(const tc3_request *r, char *out, size_t cap)
     TDE_ENSURE(f != NULL, TDE_ERR_NOMEM, "tc3: out of memory");
     fprintf(f, "%s\n%s\n%s\ncontent-type:%s\nhost:%s\n\ncontent-type;host\n%s", r->method, r->path,
             r->query, r->content_type, r->host, body_hash);
-    TDE_ENSURE(fclose(f) == 0, TDE_ERR_NOMEM, "tc3: out of memory");
+    rc = fclose(f);
     f = NULL;
+    TDE_ENSURE(rc == 0, TDE_ERR_NOMEM, "tc3: out of memory");
     TDE_ERR(kms_sha256_hex(canon, canon_len, canon_hash));
 
     f = open_memstream(&sts, &sts_len);
     TDE_ENSURE(f != NULL, TDE_ERR_NOMEM, "tc3: out of memory");
     fprintf(f, "TC3-HMAC-SHA256\n%s\n%s/%s/tc3_request\n%s", ts, day, r->service, canon_hash);
-    TDE_ENSURE(fclose(f) == 0, TDE_ERR_NOMEM, "tc3: out of memory");
+    rc = fclose(f);
     f = NULL;
+    TDE_ENSURE(rc == 0, TDE_ERR_NOMEM, "tc3: out of memory");
 
     /* kSigning = HMAC(HMAC(HMAC("TC3" + secret, day), service), "tc3_request") */
     k0 = malloc(sk_len + 4);
