@@ -5,7 +5,8 @@ Every request's SigV4 signature is checked by botocore (an independent
 implementation): the request is rebuilt from the headers the client signed and
 signed again with botocore's clock pinned to X-Amz-Date. GenerateDataKey,
 Encrypt and Decrypt use real AES-256-GCM with the EncryptionContext as AAD.
-It also serves IMDSv2 credential paths (/latest/...) for the instance-role chain.
+It also serves IMDSv2 credential paths (/latest/...) for the instance-role chain
+and STS AssumeRoleWithWebIdentity (form POST) for the web-identity chain.
 
 Faults come from the JSON file --fault-file, read on every request:
   {"mode": M, "count": N, "seconds": S}   (count: requests to affect; -1 = all)
@@ -16,7 +17,7 @@ Each answered KMS request appends "Op status" to DIR/requests.log.
 The server exits by itself after --lifetime seconds (bounded life); tests stop
 it earlier with SIGTERM to its pid.
 """
-import argparse, base64, datetime, json, os, signal, ssl, sys, threading, time, uuid
+import argparse, base64, datetime, json, os, signal, ssl, sys, threading, time, urllib.parse, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
@@ -215,15 +216,35 @@ class Handler(BaseHTTPRequestHandler):
             secret, token = base64.b64encode(os.urandom(30)).decode(), base64.b64encode(os.urandom(60)).decode()
             creds[ak] = (secret, token)
             exp = datetime.datetime.utcnow() + datetime.timedelta(seconds=args.imds_ttl)
-            with lock, open(os.path.join(args.dir, "requests.log"), "a") as f:
-                f.write("IMDS 200\n")
+            log_request("IMDS", 200)
             return self.reply(200, {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": ak,
                                     "SecretAccessKey": secret, "Token": token,
                                     "Expiration": exp.strftime("%Y-%m-%dT%H:%M:%SZ")}, "text/plain")
         self.reply(404, b"", "text/plain")
 
+    def sts(self, body):
+        form = urllib.parse.parse_qs(body.decode())
+        one = lambda k: form.get(k, [""])[0]
+        if (one("Action") != "AssumeRoleWithWebIdentity" or not args.web_identity_token
+                or one("WebIdentityToken") != args.web_identity_token or not one("RoleArn")):
+            log_request("AssumeRoleWithWebIdentity", 403)
+            return self.reply(403, b"<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>",
+                              "text/xml")
+        ak = "ASIASTS" + uuid.uuid4().hex[:12].upper()
+        secret, token = base64.b64encode(os.urandom(30)).decode(), base64.b64encode(os.urandom(60)).decode()
+        creds[ak] = (secret, token)
+        exp = (datetime.datetime.utcnow() + datetime.timedelta(seconds=args.imds_ttl)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        log_request("AssumeRoleWithWebIdentity", 200)
+        xml = (f"<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+               f"<AccessKeyId>{ak}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
+               f"<SessionToken>{token}</SessionToken><Expiration>{exp}</Expiration>"
+               f"</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>")
+        self.reply(200, xml.encode(), "text/xml")
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            return self.sts(body)
         op = self.headers.get("X-Amz-Target", "").removeprefix("TrentService.")
         fault = take_fault()
         mode = fault.get("mode") if fault else None
@@ -268,7 +289,8 @@ def main():
     p.add_argument("--cred", action="append", default=[], help="ACCESS:SECRET[:TOKEN]")
     p.add_argument("--fault-file")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--imds-ttl", type=int, default=3600)
+    p.add_argument("--imds-ttl", type=int, default=3600, help="lifetime of IMDS and STS credentials")
+    p.add_argument("--web-identity-token")
     p.add_argument("--lifetime", type=float, default=600)
     args = p.parse_args()
     args.fault_file = args.fault_file or os.path.join(args.dir, "fault.json")
