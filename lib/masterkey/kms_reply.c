@@ -140,10 +140,10 @@ classify(const error_class *table, const char *code)
 static tde_status
 report(const char *who, long http_status, kms_reply *r, const error_class *c)
 {
-    tde_status st = c != NULL            ? c->status
-                    : http_status >= 500 ? TDE_ERR_UNAVAILABLE
-                                         : TDE_ERR_PROTOCOL;
-    r->retryable = c != NULL ? c->retryable : http_status >= 500;
+    /* Unclassified: 5xx and 429 (too many requests) are transient. */
+    int transient = http_status >= 500 || http_status == 429;
+    tde_status st = c != NULL ? c->status : transient ? TDE_ERR_UNAVAILABLE : TDE_ERR_PROTOCOL;
+    r->retryable = c != NULL ? c->retryable : transient;
     int skew = strstr(r->code, "SignatureExpire") != NULL ||
                strstr(r->message, "Signature expired") != NULL;
     return tde_error_set(st, "%s: %s (HTTP %ld): %s%s", who, r->code[0] ? r->code : "error",
@@ -173,8 +173,6 @@ kms_aws_parse_reply(long http_status, const char *body, size_t len, kms_reply *r
                 memmove(r->code, hash + 1, strlen(hash));
         }
         st = report(who, http_status, r, r->code[0] ? classify(aws_errors, r->code) : NULL);
-        if (http_status == 429)
-            r->retryable = 1;
         goto err;
     }
     TDE_ENSURE(json_is_object(root), TDE_ERR_PROTOCOL, "%s: reply is not a JSON object: %s", who,
