@@ -318,6 +318,7 @@ static const kms_dialect aws_dialect = {
     .send = aws_send,
     .parse = kms_aws_parse_reply,
     .context_as_string = 0,
+    .decrypt_names_key = 1,
 };
 
 static void

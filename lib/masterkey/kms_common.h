@@ -116,6 +116,7 @@ typedef struct kms_dialect {
     tde_status (*send)(kms_provider *p, const char *action, const char *body, kms_http_reply *hr);
     tde_status (*parse)(long http_status, const char *body, size_t len, kms_reply *r);
     int context_as_string; /* Tencent: EncryptionContext is a JSON string, AWS: an object */
+    int decrypt_names_key; /* AWS: Decrypt carries KeyId, so the KMS refuses another key's blob */
 } kms_dialect;
 
 enum kms_mode { KMS_MODE_ENVELOPE = 1, KMS_MODE_DIRECT = 2 };

@@ -490,7 +490,8 @@ data_key_for_unwrap(kms_provider *p, const blob_view *v, kms_cached_key **out)
         }
     }
     TDE_ERR(context_json(p, NULL, 0, &ctx));
-    TDE_ERR(call(p, "Decrypt", 0, "CiphertextBlob", json_string(v->ciphertext), ctx, &r));
+    TDE_ERR(call(p, "Decrypt", p->dialect->decrypt_names_key, "CiphertextBlob",
+                 json_string(v->ciphertext), ctx, &r));
     TDE_ERR(check_reply(p, "Decrypt", &r, v->key_id, 1, 0, KMS_DATA_KEY_LEN));
     free(r.ciphertext);
     r.ciphertext = strdup(v->ciphertext);
@@ -515,11 +516,15 @@ kms_provider_unwrap(tde_masterkey_provider *base, const uint8_t *aad, size_t aad
     tde_secret *out = NULL;
 
     TDE_RET(blob_parse(p, blob, blob_len, &v));
+    /* Where Decrypt cannot name the key, the blob's key must be ours. */
+    TDE_ENSURE(p->dialect->decrypt_names_key || strcmp(v.key_id, p->key) == 0, TDE_ERR_AUTH,
+               "%s (key %s): blob was wrapped by KMS key %s", p->name, p->key_id, v.key_id);
     if (v.mode == KMS_MODE_DIRECT) {
         TDE_ENSURE(blob_len == v.hdr_len, TDE_ERR_CORRUPT, "%s (key %s): trailing bytes in blob",
                    p->name, p->key_id);
         TDE_ERR(context_json(p, aad, aad_len, &ctx));
-        TDE_ERR(call(p, "Decrypt", 0, "CiphertextBlob", json_string(v.ciphertext), ctx, &r));
+        TDE_ERR(call(p, "Decrypt", p->dialect->decrypt_names_key, "CiphertextBlob",
+                     json_string(v.ciphertext), ctx, &r));
         TDE_ERR(check_reply(p, "Decrypt", &r, v.key_id, 1, 0, 0));
         out = r.plaintext;
         r.plaintext = NULL;

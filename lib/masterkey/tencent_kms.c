@@ -204,6 +204,7 @@ static const kms_dialect tencent_dialect = {
     .send = tencent_send,
     .parse = kms_tencent_parse_reply,
     .context_as_string = 1,
+    .decrypt_names_key = 0,
 };
 
 static void

@@ -494,6 +494,27 @@ test_cloudkms_kms_answering_with_another_key_is_auth(void **state)
 }
 
 static void
+test_cloudkms_blob_of_another_key_is_auth(void **state)
+{
+    (void)state;
+    tde_masterkey *mk = NULL, *other = NULL;
+    uint8_t *blob;
+    size_t len;
+    char uri[1024];
+
+    assert_tde_ok(open_mk(&mk, "&mode=direct"));
+    wrap_ok(mk, "aad", "secret", &blob, &len);
+    snprintf(uri, sizeof(uri), "%s://ap-guangzhou/%s?endpoint=%s&ca_file=%s/ca.pem", F.scheme,
+             F.key2, S.endpoint, S.certs);
+    assert_tde_ok(tde_masterkey_open(&other, uri));
+    assert_int_equal(unwrap_st(other, "aad", blob, len), TDE_ERR_AUTH);
+    unwrap_ok(mk, "aad", blob, len, "secret");
+    tde_masterkey_free(other);
+    tde_masterkey_free(mk);
+    free(blob);
+}
+
+static void
 test_cloudkms_tls_verification_stays_on(void **state)
 {
     (void)state;
@@ -724,6 +745,7 @@ main(void)
         cmocka_unit_test_setup(test_cloudkms_dropped_connection_is_retried, test_setup),
         cmocka_unit_test_setup(test_cloudkms_down_at_start_then_retry_works, test_setup),
         cmocka_unit_test_setup(test_cloudkms_kms_answering_with_another_key_is_auth, test_setup),
+        cmocka_unit_test_setup(test_cloudkms_blob_of_another_key_is_auth, test_setup),
         cmocka_unit_test_setup(test_cloudkms_tls_verification_stays_on, test_setup),
         cmocka_unit_test_setup(test_cloudkms_credentials_file_and_profile, test_setup),
         cmocka_unit_test_setup(test_cloudkms_instance_role_credentials_refresh_before_expiry,
