@@ -9,11 +9,11 @@
  * docs/providers.md). Built-in schemes: "file" (TiKV-compatible key file) and
  * "plaintext-test-only" (no protection at all; for tests only).
  *
- * A ::tde_masterkey is thread-safe: calls on one handle are serialized, so a
+ * A tde_masterkey is thread-safe: calls on one handle are serialized, so a
  * provider itself need not be. Every error message names the provider and,
  * where known, the master key id. Blobs returned through `uint8_t **` are
  * malloc()ed and owned by the caller (release with free()); key bytes only
- * ever travel in ::tde_secret.
+ * ever travel in tde_secret.
  */
 #ifndef TDE_MASTERKEY_H
 #define TDE_MASTERKEY_H

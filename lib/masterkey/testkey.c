@@ -2,7 +2,8 @@
  * The "plaintext-test-only" provider: NO protection, for tests and demos only.
  *
  * "Wrapping" stores the secret in clear, followed by a SHA-256 check value over
- * the key id, the additional data and the secret, so a wrong key id or context
+ * the key id and a NUL, the additional data's length (8 bytes, big-endian),
+ * the additional data and the secret, so a wrong key id or context
  * still fails with TDE_ERR_AUTH as with a real provider. Opening one logs a
  * warning every time. URI: plaintext-test-only://[?id=NAME]; the key id is
  * "plaintext-test-only:NAME" ("default" without id).
@@ -64,12 +65,17 @@ check_value(const testkey *tk, const uint8_t *aad, size_t aad_len, const uint8_t
             uint8_t out[CHECK_LEN])
 {
     unsigned n = 0;
+    uint8_t len_be[8];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-             EVP_DigestUpdate(ctx, tk->key_id, strlen(tk->key_id) + 1) == 1 &&
-             EVP_DigestUpdate(ctx, &(uint64_t){aad_len}, sizeof(uint64_t)) == 1 &&
-             (aad_len == 0 || EVP_DigestUpdate(ctx, aad, aad_len) == 1) &&
-             EVP_DigestUpdate(ctx, pt, pt_len) == 1 && EVP_DigestFinal_ex(ctx, out, &n) == 1;
+    int ok;
+
+    for (int i = 0; i < 8; i++)
+        len_be[i] = (uint8_t)((uint64_t)aad_len >> (56 - 8 * i));
+    ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+         EVP_DigestUpdate(ctx, tk->key_id, strlen(tk->key_id) + 1) == 1 &&
+         EVP_DigestUpdate(ctx, len_be, sizeof(len_be)) == 1 &&
+         (aad_len == 0 || EVP_DigestUpdate(ctx, aad, aad_len) == 1) &&
+         EVP_DigestUpdate(ctx, pt, pt_len) == 1 && EVP_DigestFinal_ex(ctx, out, &n) == 1;
     EVP_MD_CTX_free(ctx);
     return ok ? TDE_OK : tde_error_set(TDE_ERR_CRYPTO, "provider plaintext-test-only: SHA-256");
 }
