@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cipher/backend.h"
+#include "cipher/sm4.h"
 #include "common/error.h"
 
 extern const cipher_backend tde_cipher_backend_gcrypt;
@@ -14,8 +15,11 @@ extern const cipher_backend tde_cipher_backend_openssl;
 
 /* Every backend compiled in, fastest first. */
 static const cipher_backend *const all_backends[] = {
-    &tde_cipher_backend_gcrypt,
-    &tde_cipher_backend_openssl,
+#ifdef SM4_HAVE_X86
+    &tde_cipher_backend_sm4_gfni_avx512, &tde_cipher_backend_sm4_gfni_avx2,
+    &tde_cipher_backend_sm4_aesni,
+#endif
+    &tde_cipher_backend_gcrypt,          &tde_cipher_backend_openssl,
 };
 #define N_BACKENDS (sizeof(all_backends) / sizeof(all_backends[0]))
 
