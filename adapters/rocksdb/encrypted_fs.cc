@@ -688,6 +688,32 @@ EncryptedFileSystem::EncryptedFileSystem(const std::shared_ptr<rocksdb::FileSyst
 {
 }
 
+namespace
+{
+const char kPrevSuffix[] = ".tde-prev";
+
+// The key of @p path if it has a (non-plaintext) entry, else nullptr.
+tde_file_key *
+EntryOf(tde_keymgr *km, const std::string &path)
+{
+    tde_file_key *fk = nullptr;
+    if (tde_keymgr_get_file(km, path.c_str(), &fk) != TDE_OK)
+        return nullptr;
+    if (tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT) {
+        tde_file_key_free(fk);
+        return nullptr;
+    }
+    return fk;
+}
+
+bool
+SameKey(const tde_file_key *a, const tde_file_key *b)
+{
+    return tde_file_key_id(a) == tde_file_key_id(b) &&
+           memcmp(tde_file_key_iv(a), tde_file_key_iv(b), TDE_CIPHER_IV_LEN) == 0;
+}
+} // namespace
+
 IOStatus
 EncryptedFileSystem::FileKey(const std::string &fname, bool create, tde_file_key **out)
 {
@@ -696,6 +722,54 @@ EncryptedFileSystem::FileKey(const std::string &fname, bool create, tde_file_key
                            : tde_keymgr_get_file(km_->km, path.c_str(), out);
     if (st != TDE_OK)
         return StatusFromTde(st, fname);
+    if (!create)
+        return ResolveInterruptedRename(fname, out);
+    return IOStatus::OK();
+}
+
+// A crash inside an overwriting rename (CURRENT.dbtmp -> CURRENT) can leave the new name's
+// entry pointing at the source's key while the old content is still on disk. RenameFile keeps
+// the old entry as "<dst>.tde-prev" until the rename is durable; if it is still there, the
+// rename did not happen exactly when a file in the same directory still carries the new
+// entry's key (the source was not renamed away). Then the old key is the right one.
+IOStatus
+EncryptedFileSystem::ResolveInterruptedRename(const std::string &fname, tde_file_key **fk)
+{
+    std::string prev_path = KeyManagerPath(fname) + kPrevSuffix;
+    FileKeyPtr prev(EntryOf(km_->km, prev_path));
+    if (!prev)
+        return IOStatus::OK();
+    size_t slash = fname.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : fname.substr(0, slash);
+    std::string base = fname.substr(slash == std::string::npos ? 0 : slash + 1);
+    std::vector<std::string> children;
+    IOStatus s = target()->GetChildren(dir, IOOptions(), &children, nullptr);
+    if (!s.ok())
+        return s;
+    bool source_still_there = false;
+    for (const std::string &c : children) {
+        if (c == base || c == "." || c == "..")
+            continue;
+        FileKeyPtr other(EntryOf(km_->km, KeyManagerPath(dir + "/" + c)));
+        if (other && SameKey(other.get(), *fk)) {
+            source_still_there = true;
+            break;
+        }
+    }
+    std::string path = KeyManagerPath(fname);
+    if (!km_->read_only) {
+        tde_status st = TDE_OK;
+        if (source_still_there)
+            st = tde_keymgr_link_file(km_->km, prev_path.c_str(), path.c_str());
+        if (st == TDE_OK)
+            st = tde_keymgr_delete_file(km_->km, prev_path.c_str());
+        if (st != TDE_OK)
+            return StatusFromTde(st, fname);
+    }
+    if (source_still_there) {
+        tde_file_key_free(*fk);
+        *fk = prev.release();
+    }
     return IOStatus::OK();
 }
 
@@ -848,12 +922,22 @@ EncryptedFileSystem::RenameFile(const std::string &src, const std::string &dst,
     if (target()->IsDirectory(src, opts, &is_dir, dbg).ok() && is_dir)
         return RenameDir(src, dst, opts, dbg);
     std::string s_path = KeyManagerPath(src), d_path = KeyManagerPath(dst);
+    std::string prev_path = d_path + kPrevSuffix;
     tde_file_key *fk = nullptr;
     tde_status st = tde_keymgr_get_file(km_->km, s_path.c_str(), &fk);
     if (st != TDE_OK)
         return StatusFromTde(st, src);
     bool plain = tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT;
     tde_file_key_free(fk);
+    // Replacing an encrypted file: keep its entry until the rename is durable.
+    FileKeyPtr old_dst;
+    if (target()->FileExists(dst, opts, dbg).ok())
+        old_dst.reset(EntryOf(km_->km, d_path));
+    if (old_dst) {
+        st = tde_keymgr_link_file(km_->km, d_path.c_str(), prev_path.c_str());
+        if (st != TDE_OK)
+            return StatusFromTde(st, dst);
+    }
     st = plain ? tde_keymgr_delete_file(km_->km, d_path.c_str())
                : tde_keymgr_link_file(km_->km, s_path.c_str(), d_path.c_str());
     if (st != TDE_OK)
@@ -862,6 +946,8 @@ EncryptedFileSystem::RenameFile(const std::string &src, const std::string &dst,
     if (!s.ok())
         return s;
     st = tde_keymgr_delete_file(km_->km, s_path.c_str());
+    if (st == TDE_OK && old_dst)
+        st = tde_keymgr_delete_file(km_->km, prev_path.c_str());
     if (st != TDE_OK)
         return StatusFromTde(st, src);
     return IOStatus::OK();

@@ -98,6 +98,7 @@ class EncryptedFileSystem : public rocksdb::FileSystemWrapper
                                    bool reopen, std::unique_ptr<rocksdb::FSWritableFile> *result,
                                    rocksdb::IODebugContext *dbg);
 
+    rocksdb::IOStatus ResolveInterruptedRename(const std::string &fname, tde_file_key **fk);
     rocksdb::IOStatus RenameDir(const std::string &src, const std::string &dst,
                                 const rocksdb::IOOptions &opts, rocksdb::IODebugContext *dbg);
     rocksdb::IOStatus CollectEntries(const std::string &src, const std::string &dst,

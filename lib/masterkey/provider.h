@@ -9,5 +9,7 @@
 extern const tde_masterkey_provider_vtable masterkey_keyfile_vtable;
 extern const tde_masterkey_provider_vtable masterkey_testkey_vtable;
 extern const tde_masterkey_provider_vtable masterkey_kmip_vtable;
+extern const tde_masterkey_provider_vtable masterkey_aws_kms_vtable;
+extern const tde_masterkey_provider_vtable masterkey_tencent_kms_vtable;
 
 #endif

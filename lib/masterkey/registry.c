@@ -114,6 +114,8 @@ register_builtins(void)
     (void)add_locked(&masterkey_keyfile_vtable);
     (void)add_locked(&masterkey_testkey_vtable);
     (void)add_locked(&masterkey_kmip_vtable);
+    (void)add_locked(&masterkey_aws_kms_vtable);
+    (void)add_locked(&masterkey_tencent_kms_vtable);
     pthread_mutex_unlock(&registry_lock);
 }
 

@@ -29,4 +29,20 @@ out=$(LD_PRELOAD=$ADAPTER sst_dump --file="$sst" --command=scan --env_uri="$uri"
 n=$(grep -c "PLAINTEXT-SECRET-VALUE" <<<"$out" || true)
 echo "sst_dump scan through the adapter: $n records"
 [ "$n" -gt 0 ]
+# A live database: the writer holds the key manager; tools open it read_only.
+"$MAKEDB" --writer "$work/db" "$uri" 100000 >"$work/acked" &
+writer=$!
+trap 'kill $writer 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/acked" ] && break; sleep 0.1; done
+out=$(LD_PRELOAD=$ADAPTER ldb --db="$work/db" --env_uri="$uri,read_only" scan)
+n=$(grep -c '^user-key-.* : PLAINTEXT-SECRET-VALUE' <<<"$out" || true)
+echo "ldb scan (read_only key manager) on the live database: $n records"
+[ "$n" -ge 1000 ]
+if LD_PRELOAD=$ADAPTER ldb --db="$work/db" --env_uri="$uri" scan >"$work/busy.out" 2>&1; then
+    echo "a second writer of the key manager was not refused" >&2
+    exit 1
+fi
+grep -q "in use" "$work/busy.out"
+echo "a writable second opener is refused: $(head -c 160 "$work/busy.out")"
+kill $writer
 echo "ok"
