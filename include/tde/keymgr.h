@@ -150,6 +150,13 @@ typedef struct tde_keymgr_metrics {
 /** Fills @p out. Never fails on a valid handle. */
 TDE_API TDE_MUST_USE tde_status tde_keymgr_metrics_get(tde_keymgr *km, tde_keymgr_metrics *out);
 
+/**
+ * The metrics as Prometheus text exposition format (version 0.0.4): HELP and
+ * TYPE lines, gauges and counters named tde_*, ending in a newline. *out gets
+ * a malloc()ed NUL-terminated string the caller releases with free().
+ */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_metrics_text(tde_keymgr *km, char **out);
+
 /** One data key as listed: never its bytes. */
 typedef struct tde_keymgr_key_info {
     uint64_t id;
