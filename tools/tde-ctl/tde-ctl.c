@@ -19,18 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tde-ctl.h"
 #include "tde/envelope.h"
-
-/* Exit codes (documented in usage()). */
-enum {
-    EXIT_OK = 0,
-    EXIT_ERROR = 1,
-    EXIT_USAGE = 2,
-    EXIT_AUTH = 3,
-    EXIT_CORRUPT = 4,
-    EXIT_EXISTS = 5,
-    EXIT_UNAVAILABLE = 6,
-};
 
 static const char usage_text[] =
     "Usage: tde-ctl COMMAND [OPTIONS] [ARGS]\n"
@@ -43,12 +33,26 @@ static const char usage_text[] =
     "  open [IN]             decrypt and verify a sealed stream\n"
     "  rewrap [IN]           re-wrap a sealed stream's data key under a new master key\n"
     "  key-id                print the provider and key id of a master key\n"
+    "\n"
+    "Key-manager directories (of a database using libtde):\n"
+    "  status DIR            method, current key and its age, master key, counts, sizes\n"
+    "  dump DIR              the key and file dictionaries (table or --json)\n"
+    "  verify DIR            check dictionaries, files on disk and keys (exit 0 or 1)\n"
+    "  is-encrypted DIR FILE exit 0 when FILE is encrypted, 8 when plaintext\n"
+    "  metrics DIR           the metrics in Prometheus text format\n"
+    "  cat DIR FILE          decrypt one data file to stdout\n"
+    "  rotate-data-key DIR   make a new current data key (process stopped)\n"
+    "  rotate-master-key DIR --new URI   re-wrap the data keys (process stopped)\n"
+    "  gc DIR                list (or --apply: remove) entries of files gone from disk\n"
+    "  backup-metadata DIR DEST   copy the key manager's files to a new directory\n"
     "  help [COMMAND]        show this text or a command's help\n"
     "\n"
     "Run 'tde-ctl COMMAND --help' for a command's options.\n"
     "\n"
     "Master keys are named by URI, e.g. file:///etc/tde/master.key\n"
-    "(see docs/providers.md and docs/formats.md).\n"
+    "(see docs/providers.md and docs/formats.md). The DIR commands take\n"
+    "--master-key URI and --root NAME=PATH as the database was opened with\n"
+    "(see docs/operations.md).\n"
     "\n"
     "Exit status:\n"
     "  0  success\n"
@@ -57,7 +61,9 @@ static const char usage_text[] =
     "  3  authentication failed: wrong master key or context, or tampered data\n"
     "  4  input (or key file) corrupt, truncated or of an unsupported version\n"
     "  5  the output exists already (use --force where offered)\n"
-    "  6  the master key's provider could not be reached\n";
+    "  6  the master key's provider could not be reached\n"
+    "  7  another process holds the key-manager directory (stop it first)\n"
+    "  8  is-encrypted: the file is plaintext\n";
 
 static const char gen_help[] =
     "Usage: tde-ctl gen-master-key PATH\n"
@@ -116,7 +122,7 @@ static const char keyid_help[] = "Usage: tde-ctl key-id --key URI\n"
                                  "Prints the master key's provider and key id (the id stored\n"
                                  "in every record it wraps; never the key itself).\n";
 
-static void
+void
 say(const char *fmt, ...)
 {
     va_list ap;
@@ -137,7 +143,7 @@ on_log(tde_log_level level, const char *msg, void *arg)
         say("note: %s", msg);
 }
 
-static int
+int
 exit_code(tde_status st)
 {
     switch (st) {
@@ -153,7 +159,7 @@ exit_code(tde_status st)
     }
 }
 
-static int
+int
 fail(const char *cmd, tde_status st)
 {
     say("%s: %s (%s)", cmd, tde_last_error(), tde_status_str(st));
@@ -560,6 +566,14 @@ main(int argc, char **argv)
         }
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);
+    }
+    for (size_t i = 0; keymgr_cmd_names[i] != NULL; i++) {
+        if (strcmp(cmd, "help") == 0 && argc == 3 && strcmp(argv[2], keymgr_cmd_names[i]) == 0) {
+            fputs(keymgr_cmd_help(keymgr_cmd_names[i]), stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(cmd, keymgr_cmd_names[i]) == 0)
+            return cmd_keymgr(argc - 1, argv + 1);
     }
     say("unknown command '%s' (see 'tde-ctl --help')",
         strcmp(cmd, "help") == 0 && argc > 2 ? argv[2] : cmd);

@@ -1,0 +1,29 @@
+/* Shared between tde-ctl's source files. */
+#ifndef TDE_CTL_H
+#define TDE_CTL_H
+
+#include "tde/common.h"
+
+/* Exit codes (documented in the usage text). */
+enum {
+    EXIT_OK = 0,
+    EXIT_ERROR = 1,
+    EXIT_USAGE = 2,
+    EXIT_AUTH = 3,
+    EXIT_CORRUPT = 4,
+    EXIT_EXISTS = 5,
+    EXIT_UNAVAILABLE = 6,
+    EXIT_LOCKED = 7,
+    EXIT_PLAINTEXT = 8,
+};
+
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int exit_code(tde_status st);
+int fail(const char *cmd, tde_status st);
+
+/* The key-manager directory commands (keymgr_cmds.c). */
+int cmd_keymgr(int argc, char **argv);
+extern const char *const keymgr_cmd_names[];
+const char *keymgr_cmd_help(const char *name);
+
+#endif
