@@ -26,6 +26,7 @@
 
 #include "tde/cipher.h"
 #include "tde/common.h"
+#include "tde/secret.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -156,6 +157,18 @@ TDE_API TDE_MUST_USE tde_status tde_keymgr_metrics_get(tde_keymgr *km, tde_keymg
  * a malloc()ed NUL-terminated string the caller releases with free().
  */
 TDE_API TDE_MUST_USE tde_status tde_keymgr_metrics_text(tde_keymgr *km, char **out);
+
+/**
+ * For inspection tools only (tde-ctl dump --show-keys), never for a database
+ * host: opens the key dictionary in @p dir read-only with the master key (or
+ * the previous one, may be NULL) and calls @p fn for every data key, in the
+ * dictionary's order, with its bytes in secret memory wiped after the walk (NULL for a
+ * plaintext key). A non-zero return stops the walk. Whoever prints the bytes
+ * makes them unprotected.
+ */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_export_keys(
+    const char *dir, const char *master_key_uri, const char *previous_master_key_uri,
+    int (*fn)(void *arg, uint64_t id, tde_method method, const tde_secret *key), void *arg);
 
 /** One data key as listed: never its bytes. */
 typedef struct tde_keymgr_key_info {

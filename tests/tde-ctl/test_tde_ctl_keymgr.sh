@@ -65,8 +65,6 @@ expect 1 "$T" status "$D/nothing" -k "$A"
 has "$D/err" "not a key-manager directory"
 [ -e "$D/nothing" ] && fail "status created a directory"
 expect 3 "$T" status "$M" -k "$B" $R
-expect 2 "$T" dump "$M" -k "$A" $R --show-keys
-has "$D/err" "WARNING"
 
 # --- inspection ---
 expect 0 "$T" status "$M" -k "$A" $R
@@ -90,6 +88,21 @@ hasnt "$D/out" "000001"
 expect 0 "$T" dump "$M" -k "$A" $R --file "$D/db/000001.sst"
 has "$D/out" "db/000001.sst"
 expect 8 "$T" dump "$M" -k "$A" $R --file db/none
+# --show-keys: a warning on stderr, and the key really decrypts the file (openssl, AES-256-CTR
+# with the IV as the initial counter block)
+expect 0 "$T" dump "$M" -k "$A" $R --show-keys
+has "$D/err" "WARNING: --show-keys prints the data keys unwrapped"
+K=$(awk 'NR == 2 { print $NF }' "$D/out")
+echo "$K" | grep -Eq '^[0-9a-f]{64}$' || fail "--show-keys printed '$K'"
+IV=$(awk '/db\/000001.sst/ { print $3 }' "$D/out")
+[ "$(openssl enc -aes-256-ctr -d -K "$K" -iv "$IV" -in "$D/db/000001.sst")" = "first table" ] ||
+    fail "the key from --show-keys does not decrypt 000001.sst"
+expect 0 "$T" dump "$M" -k "$A" $R --show-keys --json
+has "$D/out" "\"key\": \"$K\""
+has "$D/err" "WARNING"
+expect 0 "$T" dump "$M" -k "$A" $R --json
+hasnt "$D/out" "$K"
+expect 3 "$T" dump "$M" -k "$B" $R --show-keys
 expect 0 "$T" is-encrypted "$M" "$D/db/000001.sst" -k "$A" $R
 has "$D/out" "encrypted aes256-ctr key"
 expect 8 "$T" is-encrypted "$M" "$D/db/OLD.txt" -k "$A" $R

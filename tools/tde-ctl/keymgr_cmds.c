@@ -39,12 +39,13 @@ static const struct {
      "Prints the current method, the current data key's id, age and next rotation\n"
      "(at the default period of 7 days), the master key's provider and id, the numbers\n"
      "of keys and files, the metadata sizes and whether a process holds DIR. Read-only.\n"},
-    {"dump", "dump DIR [--file NAME] [--json] [OPTIONS]",
+    {"dump", "dump DIR [--file NAME] [--json] [--show-keys] [OPTIONS]",
      "Prints the key dictionary (id, method, created, current, files) and the file\n"
      "dictionary (name, key id, method, IV) as tables, or as one JSON object with\n"
      "--json. --file NAME (a stored name root/relative or a path) prints one entry.\n"
-     "Key bytes are never printed: --show-keys is refused (the library does not\n"
-     "export data keys). Read-only.\n"},
+     "Key bytes are printed only with --show-keys (hex, a KEY column or \"key\"\n"
+     "fields), which warns on stderr: whoever sees them can decrypt the data.\n"
+     "Read-only.\n"},
     {"verify", "verify DIR [--data-dir PATH]... [OPTIONS]",
      "Checks that every data key unwraps under the master key, every file entry names\n"
      "an existing key and an existing file, and reports every regular file on disk\n"
@@ -211,11 +212,6 @@ parse(int argc, char **argv, kopts *o)
         say("rotate-master-key: --new URI is required");
         return EXIT_USAGE;
     }
-    if (o->show_keys) {
-        say("dump: --show-keys: WARNING: key bytes would be secret material on your terminal; "
-            "refused: libtde never exports data-key bytes");
-        return EXIT_USAGE;
-    }
     if (o->n_roots == 0) {
         o->roots[0] = (tde_keymgr_root){"fs", "/"};
         o->n_roots = 1;
@@ -362,8 +358,17 @@ do_status(kopts *o, tde_keymgr *km)
 
 /* ---- dump ---- */
 
+#define MAX_SHOWN 4096
+
+typedef struct shown_key {
+    uint64_t id;
+    char hex[2 * 64 + 1];
+} shown_key;
+
 typedef struct dump_ctx {
     const kopts *o;
+    shown_key *keys; /* --show-keys */
+    size_t n_keys;
     const char *only; /* stored name, or NULL */
     int first, found;
 } dump_ctx;
@@ -385,21 +390,53 @@ json_str(const char *s)
 }
 
 static int
+export_key(void *arg, uint64_t id, tde_method method, const tde_secret *key)
+{
+    dump_ctx *d = arg;
+    shown_key *s;
+    (void)method;
+    if (d->n_keys == MAX_SHOWN)
+        return 1;
+    s = &d->keys[d->n_keys++];
+    s->id = id;
+    s->hex[0] = '\0';
+    for (size_t i = 0; key != NULL && i < tde_secret_len(key) && i < 64; i++)
+        snprintf(s->hex + 2 * i, 3, "%02x", tde_secret_data(key)[i]);
+    return 0;
+}
+
+static const char *
+shown_hex(const dump_ctx *d, uint64_t id)
+{
+    for (size_t i = 0; i < d->n_keys; i++)
+        if (d->keys[i].id == id)
+            return d->keys[i].hex;
+    return "";
+}
+
+static int
 dump_key(void *arg, const tde_keymgr_key_info *k)
 {
     dump_ctx *d = arg;
     char t[64];
     const char *mn = tde_method_name(k->method);
     fmt_time(k->created, t, sizeof(t));
-    if (d->o->json)
+    if (d->o->json) {
         printf("%s\n    {\"id\": \"%016llx\", \"method\": \"%s\", \"created\": %llu, "
-               "\"current\": %s, \"files\": %llu}",
+               "\"current\": %s, \"files\": %llu",
                d->first ? "" : ",", (unsigned long long)k->id, mn ? mn : "?",
                (unsigned long long)k->created, k->current ? "true" : "false",
                (unsigned long long)k->files);
-    else
-        printf("%016llx  %-11s  %-20s  %-7s  %llu\n", (unsigned long long)k->id, mn ? mn : "?", t,
+        if (d->keys != NULL)
+            printf(", \"key\": \"%s\"", shown_hex(d, k->id));
+        printf("}");
+    } else {
+        printf("%016llx  %-11s  %-20s  %-7s  %llu", (unsigned long long)k->id, mn ? mn : "?", t,
                k->current ? "current" : "", (unsigned long long)k->files);
+        if (d->keys != NULL)
+            printf("  %s", shown_hex(d, k->id));
+        printf("\n");
+    }
     d->first = 0;
     return 0;
 }
@@ -442,12 +479,30 @@ do_dump(kopts *o, tde_keymgr *km)
         else
             d.only = o->file;
     }
+    if (o->show_keys && d.only == NULL) {
+        say("dump: WARNING: --show-keys prints the data keys unwrapped: anyone who sees this "
+            "output (terminal, scrollback, logs) can decrypt the data files; do not store it");
+        d.keys = calloc(MAX_SHOWN, sizeof(*d.keys));
+        if (d.keys == NULL)
+            return EXIT_ERROR;
+        st = tde_keymgr_export_keys(o->dir, o->master, o->previous, export_key, &d);
+        if (st != TDE_OK) {
+            free(d.keys);
+            return fail(o->cmd, st);
+        }
+    }
     if (o->json)
         printf("{\"directory\": "), json_str(o->dir), printf(",\n  \"keys\": [");
     else if (d.only == NULL)
-        printf("KEY ID            METHOD       CREATED               CURRENT  FILES\n");
+        printf("KEY ID            METHOD       CREATED               CURRENT  FILES%s\n",
+               d.keys ? "  KEY" : "");
     if (d.only == NULL) {
         st = tde_keymgr_list_keys(km, dump_key, &d);
+        if (d.keys != NULL) {
+            explicit_bzero(d.keys, MAX_SHOWN * sizeof(*d.keys));
+            free(d.keys);
+            d.keys = NULL;
+        }
         if (st != TDE_OK)
             return fail(o->cmd, st);
     }

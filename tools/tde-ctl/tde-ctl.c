@@ -36,7 +36,7 @@ static const char usage_text[] =
     "\n"
     "Key-manager directories (of a database using libtde):\n"
     "  status DIR            method, current key and its age, master key, counts, sizes\n"
-    "  dump DIR              the key and file dictionaries (table or --json)\n"
+    "  dump DIR              the key and file dictionaries (table or --json; --show-keys)\n"
     "  verify DIR            check dictionaries, files on disk and keys (exit 0 or 1)\n"
     "  is-encrypted DIR FILE exit 0 when FILE is encrypted, 8 when plaintext\n"
     "  metrics DIR           the metrics in Prometheus text format\n"
