@@ -4,6 +4,7 @@
  *
  * Usage: km_helper DIR ROOT MASTER_URI PREVIOUS_URI|- OP...
  *   write NAME TEXT   registers ROOT/NAME and writes TEXT encrypted to it
+ *   copy NAME SRC     registers ROOT/NAME and writes SRC's bytes encrypted to it
  *   rotate-master URI the online master-key rotation API
  *   hold              keeps the directory open (and locked) until stdin closes
  */
@@ -27,7 +28,7 @@ int
 main(int argc, char **argv)
 {
     tde_keymgr *km = NULL;
-    char path[4096], buf[4096];
+    static char path[4096], buf[1 << 20];
 
     if (argc < 5)
         return 2;
@@ -44,13 +45,22 @@ main(int argc, char **argv)
     if (tde_keymgr_open(&km, &cfg) != TDE_OK)
         return die("open");
     for (int i = 5; i < argc; i++) {
-        if (strcmp(argv[i], "write") == 0 && i + 2 < argc) {
+        if ((strcmp(argv[i], "write") == 0 || strcmp(argv[i], "copy") == 0) && i + 2 < argc) {
+            static char src[1 << 20];
             tde_file_key *fk = NULL;
             size_t len = strlen(argv[i + 2]);
             int fd;
+            if (strcmp(argv[i], "copy") == 0) {
+                FILE *f = fopen(argv[i + 2], "rb");
+                len = f ? fread(src, 1, sizeof(src), f) : 0;
+                if (f == NULL || fclose(f) != 0)
+                    return die(argv[i + 2]);
+            } else {
+                memcpy(src, argv[i + 2], len);
+            }
             snprintf(path, sizeof(path), "%s/%s", argv[2], argv[i + 1]);
             if (len > sizeof(buf) || tde_keymgr_new_file(km, path, &fk) != TDE_OK ||
-                tde_file_key_process(fk, 0, argv[i + 2], buf, len) != TDE_OK)
+                tde_file_key_process(fk, 0, src, buf, len) != TDE_OK)
                 return die(path);
             tde_file_key_free(fk);
             fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);

@@ -12,6 +12,7 @@ cleanup() {
     rm -rf "$D"
 }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
 fails=0
 checks=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
@@ -212,6 +213,26 @@ has "$D/out" "key $new"
 expect 0 "$T" is-encrypted "$M" "$D/db/1.sst" -k "$A" $R
 has "$D/out" "key $old"
 expect 0 "$T" verify "$M" -k "$A" $R
+
+# --- verify --deep: a real RocksDB table (made by the stock ldb tool), encrypted by the host ---
+if command -v ldb >/dev/null; then
+    ldb --db="$D/plain" --create_if_missing put key value >/dev/null
+    ldb --db="$D/plain" compact >/dev/null
+    SST=$(ls "$D"/plain/*.sst | head -n 1)
+    rm -rf "$M" "$D/db"; mkdir "$D/db"
+    "$H" "$M" "$D/db" "$A" - copy 7.sst "$SST" copy 8.sst "$SST" write 9.log "not a table"
+    expect 0 "$T" verify "$M" -k "$A" $R --deep
+    has "$D/out" "deep: 2 tables checked, 0 with a wrong key"
+    cmp -s "$SST" "$D/db/7.sst" && fail "7.sst is not encrypted"
+    # swapped on disk: each file's entry now has the other file's IV
+    mv "$D/db/7.sst" "$D/db/x" && mv "$D/db/8.sst" "$D/db/7.sst" && mv "$D/db/x" "$D/db/8.sst"
+    expect 0 "$T" verify "$M" -k "$A" $R
+    expect 1 "$T" verify "$M" -k "$A" $R --deep
+    has "$D/out" "BAD KEY *db/7.sst"
+    has "$D/out" "deep: 2 tables checked, 2 with a wrong key"
+else
+    fail "ldb (rocksdb-tools) is missing"
+fi
 
 echo "$checks checks, $fails failures"
 [ "$fails" -eq 0 ]

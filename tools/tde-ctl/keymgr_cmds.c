@@ -46,12 +46,15 @@ static const struct {
      "Key bytes are printed only with --show-keys (hex, a KEY column or \"key\"\n"
      "fields), which warns on stderr: whoever sees them can decrypt the data.\n"
      "Read-only.\n"},
-    {"verify", "verify DIR [--data-dir PATH]... [OPTIONS]",
+    {"verify", "verify DIR [--data-dir PATH]... [--deep] [OPTIONS]",
      "Checks that every data key unwraps under the master key, every file entry names\n"
      "an existing key and an existing file, and reports every regular file on disk\n"
      "without an entry (plaintext). The disk walk covers each --data-dir, or else every\n"
      "root other than '/'. Prints a summary; exits 0 when no problem was found, 1\n"
-     "otherwise. Plaintext files are reported, not counted as problems. Read-only.\n"},
+     "otherwise. Plaintext files are reported, not counted as problems. Read-only.\n"
+     "  --deep                  also decrypt the last 8 bytes of every encrypted .sst\n"
+     "                          file and check RocksDB's table magic number: proves the\n"
+     "                          key and IV actually fit the file\n"},
     {"is-encrypted", "is-encrypted DIR FILE [OPTIONS]",
      "Exits 0 and prints the method and key id when FILE has an entry (encrypted),\n"
      "exits 8 and prints 'plaintext' when it has none. Read-only.\n"},
@@ -117,7 +120,7 @@ typedef struct kopts {
     tde_keymgr_root roots[MAX_ROOTS];
     char *root_bufs[MAX_ROOTS];
     size_t n_roots;
-    int json, show_keys, apply;
+    int json, show_keys, apply, deep;
 } kopts;
 
 static int
@@ -135,6 +138,7 @@ parse(int argc, char **argv, kopts *o)
         {"json", no_argument, NULL, 'j'},
         {"show-keys", no_argument, NULL, 'S'},
         {"apply", no_argument, NULL, 'a'},
+        {"deep", no_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -162,6 +166,7 @@ parse(int argc, char **argv, kopts *o)
         case 'j': ok = strcmp(cmd, "dump") == 0, o->json = 1; break;
         case 'S': ok = strcmp(cmd, "dump") == 0, o->show_keys = 1; break;
         case 'a': ok = strcmp(cmd, "gc") == 0, o->apply = 1; break;
+        case 'D': ok = strcmp(cmd, "verify") == 0, o->deep = 1; break;
         case 'd':
             ok = strcmp(cmd, "verify") == 0 && o->n_data_dirs < MAX_ROOTS;
             if (ok)
@@ -583,10 +588,64 @@ typedef struct check_ctx {
     const kopts *o;
     const keyids *ids;
     name_set names;
-    uint64_t entries, missing_files, missing_keys;
+    tde_keymgr *km;
+    uint64_t entries, missing_files, missing_keys, deep_checked, deep_bad;
     int gc; /* list orphans only */
     int oom;
 } check_ctx;
+
+/* RocksDB's table magic numbers (table/block_based/block_based_table_builder.cc,
+ * table/plain/plain_table_builder.cc, table/cuckoo/cuckoo_table_builder.cc), stored as
+ * the file's last 8 bytes, little-endian. */
+static const uint64_t table_magics[] = {
+    0x88e241b785f4cff7ull, /* block-based */
+    0xdb4775248b80fb57ull, /* legacy block-based */
+    0x8242229663bf9564ull, /* plain */
+    0x4192d4e68f9e4f63ull, /* legacy plain */
+    0x926789d0c5f17873ull, /* cuckoo */
+};
+
+/* Decrypts the footer's magic number of entry @p name's table with its key (outside the
+ * list_files walk: it calls into the key manager). */
+static void
+deep_check(check_ctx *c, const char *name)
+{
+    tde_file_key *fk = NULL;
+    unsigned char buf[8];
+    uint64_t magic = 0, size;
+    char path[4096];
+    struct stat sb;
+    size_t n = strlen(name);
+    int fd, ok = 0;
+
+    if (n <= 4 || strcmp(name + n - 4, ".sst") != 0 || !path_of(c->o, name, path, sizeof(path)) ||
+        stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return;
+    size = (uint64_t)sb.st_size;
+    if (tde_keymgr_get_file(c->km, path, &fk) == TDE_OK &&
+        tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT) {
+        tde_file_key_free(fk);
+        return;
+    }
+    c->deep_checked++;
+    if (fk != NULL && size >= 8 && (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        if (pread(fd, buf, 8, (off_t)(size - 8)) == 8 &&
+            tde_file_key_process(fk, size - 8, buf, buf, 8) == TDE_OK) {
+            for (int i = 7; i >= 0; i--)
+                magic = magic << 8 | buf[i];
+            for (size_t i = 0; i < sizeof(table_magics) / sizeof(table_magics[0]); i++)
+                ok |= magic == table_magics[i];
+        }
+        close(fd);
+    }
+    tde_file_key_free(fk);
+    if (!ok) {
+        printf("BAD KEY       %s: its footer does not decrypt to a RocksDB table magic number "
+               "(got %016llx)\n",
+               name, (unsigned long long)magic);
+        c->deep_bad++;
+    }
+}
 
 static int
 check_file(void *arg, const tde_keymgr_file_info *f)
@@ -682,13 +741,16 @@ static int
 do_verify(kopts *o, tde_keymgr *km)
 {
     static keyids ids;
-    check_ctx c = {.o = o, .ids = &ids};
+    check_ctx c = {.o = o, .ids = &ids, .km = km};
     walk_ctx w = {.km = km};
     char real[4096];
     int rc = check_entries(o, km, &c, &ids), walked = 0;
 
     if (rc != EXIT_OK)
         goto done;
+    if (o->deep)
+        for (size_t i = 0; i < c.names.n; i++)
+            deep_check(&c, c.names.v[i]);
     w.names = &c.names;
     w.skip = realpath(o->dir, real) ? real : o->dir;
     if (o->n_data_dirs > 0) {
@@ -713,7 +775,10 @@ do_verify(kopts *o, tde_keymgr *km)
                (unsigned long long)w.plaintext);
     else
         printf("disk not walked (give --data-dir or a --root other than /)\n");
-    if (rc == EXIT_OK && (c.missing_files > 0 || c.missing_keys > 0))
+    if (o->deep)
+        printf("deep: %llu tables checked, %llu with a wrong key\n",
+               (unsigned long long)c.deep_checked, (unsigned long long)c.deep_bad);
+    if (rc == EXIT_OK && (c.missing_files > 0 || c.missing_keys > 0 || c.deep_bad > 0))
         rc = EXIT_ERROR;
     printf("%s\n", rc == EXIT_OK ? "OK" : "PROBLEMS FOUND");
 done:
