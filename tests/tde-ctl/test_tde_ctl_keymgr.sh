@@ -145,6 +145,10 @@ expect 0 "$T" backup-metadata "$M" "$D/backup" -k "$A" $R
 [ -e "$D/backup/keymgr.lock" ] && fail "the lock file was copied"
 for f in "$D"/backup/*; do [ "$(stat -c %a "$f")" = 600 ] || fail "$f mode"; done
 expect 5 "$T" backup-metadata "$M" "$D/backup" -k "$A" $R
+expect 3 "$T" backup-metadata "$M" "$D/backup2" -k "$B" $R
+[ -e "$D/backup2" ] && fail "a failed backup left $D/backup2"
+expect 1 "$T" backup-metadata "$D/db" "$D/backup3" -k "$A" $R
+has "$D/err" "not a key-manager directory"
 expect 0 "$T" cat "$D/backup" "$D/db/000001.sst" -k "$A" $R
 [ "$(cat "$D/out")" = "first table" ] || fail "cat through the backup"
 

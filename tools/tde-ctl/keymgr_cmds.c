@@ -990,8 +990,15 @@ static int
 do_backup(kopts *o)
 {
     const char *dest = o->arg2;
+    char kd[4096];
+    struct stat sb;
     int rc = EXIT_ERROR;
 
+    snprintf(kd, sizeof(kd), "%s/%s", o->dir, KEY_DICT);
+    if (stat(kd, &sb) != 0) {
+        say("%s: %s is not a key-manager directory (%s: %s)", o->cmd, o->dir, kd, strerror(errno));
+        return EXIT_ERROR;
+    }
     if (mkdir(dest, 0700) != 0) {
         say("backup-metadata: %s: %s", dest,
             errno == EEXIST ? "exists already (give a new directory)" : strerror(errno));
@@ -1004,13 +1011,13 @@ do_backup(kopts *o)
         clear_dir(dest);
         c = copy_dir(o->dir, dest);
         if (c < 0)
-            return EXIT_ERROR;
+            break;
         if (c > 0)
             continue;
         copy.dir = dest;
         rc = open_km(&copy, 0, &km);
         tde_keymgr_close(km);
-        if (rc == EXIT_OK)
+        if (rc == EXIT_OK || rc == EXIT_AUTH || rc == EXIT_UNAVAILABLE || rc == EXIT_USAGE)
             break;
         say("backup-metadata: the copy did not open (a writer changed %s meanwhile?); retrying",
             o->dir);
@@ -1022,6 +1029,12 @@ do_backup(kopts *o)
         if (dfd >= 0)
             close(dfd);
         printf("backed up %s to %s; it opens with the master key given\n", o->dir, dest);
+    } else {
+        clear_dir(dest);
+        rmdir(dest);
+        say("backup-metadata: nothing left in %s", dest);
+        if (rc == EXIT_OK)
+            rc = EXIT_ERROR;
     }
     return rc;
 }
