@@ -91,6 +91,18 @@ check_format(const char *text, const char *want)
     return found;
 }
 
+static int
+count_key(void *arg, uint64_t id, tde_method method, const tde_secret *key)
+{
+    size_t *n = arg;
+    assert_true(id != 0);
+    assert_int_equal(method, TDE_METHOD_AES256_CTR);
+    assert_non_null(key);
+    assert_int_equal(tde_secret_len(key), 32);
+    (*n)++;
+    return 0;
+}
+
 static void
 test_metrics_text(void **state)
 {
@@ -140,6 +152,17 @@ test_metrics_text(void **state)
 
     assert_int_equal(tde_keymgr_metrics_text(km, NULL), TDE_ERR_INVALID_ARG);
     tde_keymgr_close(km);
+
+    /* tde_keymgr_export_keys(): every key, 32 bytes each; another master key is refused */
+    size_t n = 0;
+    assert_tde_ok(tde_keymgr_export_keys(dir, uri, NULL, count_key, &n));
+    assert_int_equal(n, 2);
+    snprintf(key, sizeof(key), "%s/other.key", tmp);
+    assert_tde_ok(tde_keyfile_create(key));
+    snprintf(path, sizeof(path), "file://%s", key);
+    n = 0;
+    assert_int_equal(tde_keymgr_export_keys(dir, path, NULL, count_key, &n), TDE_ERR_AUTH);
+    assert_int_equal(n, 0);
     test_rmtree(tmp);
     free(tmp);
 }
