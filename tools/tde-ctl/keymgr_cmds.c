@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -254,25 +254,33 @@ open_km(kopts *o, int writable, tde_keymgr **km)
     return st == TDE_OK ? EXIT_OK : fail(o->cmd, st);
 }
 
-/* The holder's pid when another process holds DIR's lock, else 0. */
+/*
+ * The pid holding DIR's lock (from /proc/locks), else 0. Never takes the lock itself,
+ * not even shared: that would make a database starting at that moment fail.
+ */
 static long
 lock_holder(const char *dir)
 {
-    char path[4096], pid[32] = "";
+    char path[4096], line[512];
+    struct stat sb;
     long r = 0;
-    int fd;
+    FILE *f;
+
     snprintf(path, sizeof(path), "%s/%s", dir, LOCK_FILE);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (stat(path, &sb) != 0 || (f = fopen("/proc/locks", "r")) == NULL)
         return 0;
-    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        r = strtol(pid, NULL, 10);
-        if (r <= 0)
-            r = -1;
+    while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
+        char type[16], mode[16];
+        unsigned maj, min;
+        unsigned long long ino;
+        long pid;
+        if (sscanf(line, "%*[^:]: %15s %*s %15s %ld %x:%x:%llu", type, mode, &pid, &maj, &min,
+                   &ino) == 6 &&
+            strcmp(type, "FLOCK") == 0 && ino == (unsigned long long)sb.st_ino &&
+            maj == major(sb.st_dev) && min == minor(sb.st_dev))
+            r = pid > 0 ? pid : -1;
     }
-    close(fd);
+    fclose(f);
     return r;
 }
 
