@@ -650,6 +650,41 @@ Crasher(const char *failpoint, unsigned long nth, const char *dir, const char *u
     return 0;
 }
 
+// The key of one SST, from a read-only listing of the key manager (as a tool would do).
+uint64_t
+KeyOfSomeSst(const Fixture &fx)
+{
+    static const tde_keymgr_root root = {"fs", "/"};
+    std::string master = "file://" + fx.keyfile;
+    tde_keymgr_config kc{};
+    kc.version = TDE_KEYMGR_CONFIG_VERSION;
+    kc.dir = fx.kmdir.c_str();
+    kc.roots = &root;
+    kc.n_roots = 1;
+    kc.method = TDE_METHOD_AES256_CTR;
+    kc.master_key_uri = master.c_str();
+    kc.enforce = -1;
+    kc.read_only = true;
+    tde_keymgr *km = nullptr;
+    assert_int_equal(tde_keymgr_open(&km, &kc), TDE_OK);
+    uint64_t id = 0;
+    assert_int_equal(tde_keymgr_list_files(
+                         km,
+                         [](void *arg, const tde_keymgr_file_info *f) {
+                             size_t n = strlen(f->name);
+                             if (n > 4 && strcmp(f->name + n - 4, ".sst") == 0) {
+                                 *static_cast<uint64_t *>(arg) = f->key_id;
+                                 return 1;
+                             }
+                             return 0;
+                         },
+                         &id),
+                     TDE_OK);
+    tde_keymgr_close(km);
+    assert_true(id != 0);
+    return id;
+}
+
 int
 Writer(const char *dir, const char *uri, int first)
 {
@@ -690,6 +725,34 @@ MakeDb(const char *dir, const char *uri)
 }
 
 } // namespace
+
+// Retiring the data key in use rewrites every SST, blob file and WAL under a new key; what is
+// left is named, and a reopen leaves at most the files RocksDB never rewrites.
+static void
+test_rocksdb_retire_key_rewrites_files(void **)
+{
+    Fixture fx("retire");
+    auto env = MakeEnv(fx.Uri());
+    rocksdb::Options o = BaseOptions(env.get());
+    rocksdb::DB *db = nullptr;
+    ASSERT_OK(rocksdb::DB::Open(o, fx.db, &db));
+    Workload(db, o, fx.root + "/ext", 1000);
+    uint64_t old_key = KeyOfSomeSst(fx);
+    std::vector<std::string> before, remaining;
+    ASSERT_OK(tde::FilesUsingKey(db, old_key, &before));
+    ASSERT_OK(tde::RetireKey(db, old_key, &remaining));
+    for (const std::string &n : remaining) {
+        print_message("still on the retired key: %s\n", n.c_str());
+        for (const char *ext : {".sst", ".blob"})
+            assert_true(n.find(ext) == std::string::npos);
+    }
+    assert_true(remaining.size() < before.size());
+    CheckAll(db, 1000);
+    delete db;
+    ASSERT_OK(rocksdb::DB::Open(o, fx.db, &db));
+    CheckAll(db, 1000);
+    delete db;
+}
 
 // Crash at every key-manager write (before the log append, after it, after its fsync) while
 // RocksDB renames CURRENT, OPTIONS and LOG through the adapter: the database always reopens
@@ -781,6 +844,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_rocksdb_errors_are_clear),
         cmocka_unit_test(test_rocksdb_kill9_recovery),
         cmocka_unit_test(test_rocksdb_crash_at_every_keymgr_write),
+        cmocka_unit_test(test_rocksdb_retire_key_rewrites_files),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
