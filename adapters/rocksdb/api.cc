@@ -143,6 +143,10 @@ OpenHandle(const tde_rocksdb_config &cfg, std::shared_ptr<KeyManagerHandle> *out
     return rocksdb::Status::OK();
 }
 
+// Envs made by the env= factory: never destroyed (RocksDB may use them until exit).
+std::mutex envs_mu;
+std::map<std::string, rocksdb::Env *> *envs = new std::map<std::string, rocksdb::Env *>();
+
 void
 RegisterFactories(rocksdb::ObjectLibrary &lib)
 {
@@ -173,11 +177,9 @@ RegisterFactories(rocksdb::ObjectLibrary &lib)
     lib.AddFactory<rocksdb::Env>(ObjectLibrary::PatternEntry("libtde", false).AddSeparator(":"),
                                  [](const std::string &uri, std::unique_ptr<rocksdb::Env> *,
                                     std::string *errmsg) -> rocksdb::Env * {
-                                     static std::mutex mu;
-                                     static std::map<std::string, rocksdb::Env *> envs;
-                                     std::lock_guard<std::mutex> lock(mu);
-                                     auto it = envs.find(uri);
-                                     if (it != envs.end())
+                                     std::lock_guard<std::mutex> lock(envs_mu);
+                                     auto it = envs->find(uri);
+                                     if (it != envs->end())
                                          return it->second;
                                      std::unique_ptr<rocksdb::Env> env;
                                      rocksdb::Status s = NewEncryptedEnv(uri, &env);
@@ -185,7 +187,7 @@ RegisterFactories(rocksdb::ObjectLibrary &lib)
                                          *errmsg = s.ToString();
                                          return nullptr;
                                      }
-                                     envs[uri] = env.get();
+                                     (*envs)[uri] = env.get();
                                      return env.release();
                                  });
 }
@@ -196,6 +198,15 @@ std::once_flag register_once;
 const int registered_at_load = (tde_rocksdb_register(), 0);
 
 } // namespace
+
+void
+ReleaseRegisteredEnvsForTests()
+{
+    std::lock_guard<std::mutex> lock(envs_mu);
+    for (auto &e : *envs)
+        delete e.second;
+    envs->clear();
+}
 
 rocksdb::Status
 NewEncryptedFileSystem(const tde_rocksdb_config &cfg, std::shared_ptr<rocksdb::FileSystem> *out)

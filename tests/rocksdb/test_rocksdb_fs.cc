@@ -846,5 +846,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_rocksdb_crash_at_every_keymgr_write),
         cmocka_unit_test(test_rocksdb_retire_key_rewrites_files),
     };
-    return cmocka_run_group_tests(tests, nullptr, nullptr);
+    int failed = cmocka_run_group_tests(tests, nullptr, nullptr);
+    tde::ReleaseRegisteredEnvsForTests();
+    return failed;
 }
