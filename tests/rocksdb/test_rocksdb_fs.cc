@@ -650,6 +650,42 @@ Crasher(const char *failpoint, unsigned long nth, const char *dir, const char *u
     return 0;
 }
 
+// Prints "name key_id method iv" for every entry (read-only, like a tool), for the
+// independent-decryption test.
+int
+ListEntries(const char *kmdir, const char *keyfile)
+{
+    static const tde_keymgr_root root = {"fs", "/"};
+    std::string master = std::string("file://") + keyfile;
+    tde_keymgr_config kc{};
+    kc.version = TDE_KEYMGR_CONFIG_VERSION;
+    kc.dir = kmdir;
+    kc.roots = &root;
+    kc.n_roots = 1;
+    kc.method = TDE_METHOD_AES256_CTR;
+    kc.master_key_uri = master.c_str();
+    kc.enforce = -1;
+    kc.read_only = true;
+    tde_keymgr *km = nullptr;
+    if (tde_keymgr_open(&km, &kc) != TDE_OK) {
+        fprintf(stderr, "%s\n", tde_last_error());
+        return 2;
+    }
+    tde_status st = tde_keymgr_list_files(
+        km,
+        [](void *, const tde_keymgr_file_info *f) {
+            printf("%s %llu %s ", f->name, (unsigned long long)f->key_id,
+                   tde_method_name(f->method));
+            for (int i = 0; i < TDE_CIPHER_IV_LEN; i++)
+                printf("%02x", f->iv[i]);
+            printf("\n");
+            return 0;
+        },
+        nullptr);
+    tde_keymgr_close(km);
+    return st == TDE_OK ? 0 : 3;
+}
+
 // The key of one SST, from a read-only listing of the key manager (as a tool would do).
 uint64_t
 KeyOfSomeSst(const Fixture &fx)
@@ -828,6 +864,8 @@ main(int argc, char **argv)
         return Writer(argv[2], argv[3], atoi(argv[4]));
     if (argc == 6 && strcmp(argv[1], "--crash") == 0)
         return Crasher(argv[2], strtoul(argv[3], nullptr, 10), argv[4], argv[5]);
+    if (argc == 4 && strcmp(argv[1], "--list") == 0)
+        return ListEntries(argv[2], argv[3]);
     if (argc == 4 && strcmp(argv[1], "--make-db") == 0)
         return MakeDb(argv[2], argv[3]);
     const struct CMUnitTest tests[] = {
