@@ -366,6 +366,55 @@ test_rocksdb_checkpoint_and_backup(void **)
     assert_int_equal(PlaintextHits(fx.root), 0);
 }
 
+// With named roots, a backup plus a copy of the key-manager directory restores on "another
+// host" (another directory tree) after the source database and its tree are deleted.
+void
+test_rocksdb_backup_restores_elsewhere(void **)
+{
+    Fixture fx("roots");
+    Fixture there("roots-there");
+    std::string backup = fx.root + "/backup";
+    mkdir(fx.db.c_str(), 0700);
+    mkdir(backup.c_str(), 0700);
+    {
+        auto env =
+            MakeEnv(fx.Uri("aes256-ctr", (",root:db:" + fx.db + ",root:backup:" + backup).c_str()));
+        rocksdb::Options o = BaseOptions(env.get());
+        o.enable_blob_files = false;
+        rocksdb::DB *db = nullptr;
+        ASSERT_OK(rocksdb::DB::Open(o, fx.db, &db));
+        for (int i = 0; i < 1100; i++)
+            ASSERT_OK(db->Put(rocksdb::WriteOptions(), Key(i), Value(i)));
+        ASSERT_OK(db->Flush(rocksdb::FlushOptions()));
+        rocksdb::BackupEngine *be = nullptr;
+        ASSERT_OK(rocksdb::BackupEngine::Open(rocksdb::BackupEngineOptions(backup, env.get()),
+                                              env.get(), &be));
+        ASSERT_OK(be->CreateNewBackup(db, true));
+        delete be;
+        delete db;
+    }
+    assert_int_equal(PlaintextHits(backup), 0);
+    std::string cmd = "cp -a '" + backup + "' '" + there.root + "/backup' && cp -a '" + fx.kmdir +
+                      "' '" + there.kmdir + "' && rm -rf '" + fx.db + "' '" + backup + "' '" +
+                      fx.kmdir + "'";
+    assert_int_equal(system(cmd.c_str()), 0);
+    mkdir(there.db.c_str(), 0700);
+    std::string there_backup = there.root + "/backup";
+    auto env = MakeEnv("libtde:" + there.kmdir + ",master:file://" + fx.keyfile +
+                       ",root:db:" + there.db + ",root:backup:" + there_backup);
+    rocksdb::BackupEngine *be = nullptr;
+    ASSERT_OK(rocksdb::BackupEngine::Open(rocksdb::BackupEngineOptions(there_backup, env.get()),
+                                          env.get(), &be));
+    ASSERT_OK(be->RestoreDBFromLatestBackup(there.db, there.db));
+    delete be;
+    rocksdb::Options o = BaseOptions(env.get());
+    rocksdb::DB *db = nullptr;
+    ASSERT_OK(rocksdb::DB::Open(o, there.db, &db));
+    CheckAll(db, 1000);
+    delete db;
+    assert_int_equal(PlaintextHits(there.root), 0);
+}
+
 // Ingestion copies or moves, with and without write_global_seqno; an overlapping file gets a
 // global sequence number (kept in the MANIFEST: the file itself is never rewritten).
 void
@@ -874,6 +923,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_rocksdb_multiget_and_async_reads),
         cmocka_unit_test(test_rocksdb_wal_recycling),
         cmocka_unit_test(test_rocksdb_checkpoint_and_backup),
+        cmocka_unit_test(test_rocksdb_backup_restores_elsewhere),
         cmocka_unit_test(test_rocksdb_ingestion_variants),
         cmocka_unit_test(test_rocksdb_unsafe_modes_refused),
         cmocka_unit_test(test_rocksdb_rewrite_below_high_water_mark_fails),
