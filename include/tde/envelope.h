@@ -14,10 +14,11 @@
  * as additional data but not stored: opening needs the same context.
  *
  * Opening takes a current and an optional previous master key (TiKV's
- * previous-master-key). The key whose provider and key id match the record is
- * tried first; the other is tried only when the id does not match or
- * authentication fails, never when a provider is unavailable. @p used (may be
- * NULL) reports which handle opened the record.
+ * previous-master-key). Only a key whose provider and key id match the record
+ * is tried: the current one first, the previous one when the current one's id
+ * does not match or it fails authentication, never after a provider failure
+ * such as TDE_ERR_UNAVAILABLE. @p used (may be NULL) reports which handle
+ * opened the record.
  *
  * All functions are thread-safe; master-key handles may be shared. Outputs
  * through `uint8_t **` are malloc()ed and owned by the caller (free()).
@@ -55,9 +56,9 @@ typedef enum tde_record_type {
 
 #define TDE_ENVELOPE_OPTIONS_VERSION 1
 
-/** Options for every call; NULL means all defaults. Zero-initialise or use the INIT macro. */
+/** Options for every call; NULL means all defaults. Use the INIT macro (or zero-initialise). */
 typedef struct tde_envelope_options {
-    unsigned version;       /**< TDE_ENVELOPE_OPTIONS_VERSION */
+    unsigned version;       /**< TDE_ENVELOPE_OPTIONS_VERSION (0 is taken as the current one) */
     const uint8_t *context; /**< bound as additional data, not stored; may be NULL */
     size_t context_len;
     /**

@@ -84,6 +84,15 @@ TDE_API TDE_MUST_USE tde_status tde_keymgr_new_file(tde_keymgr *km, const char *
 TDE_API TDE_MUST_USE tde_status tde_keymgr_get_file(tde_keymgr *km, const char *path,
                                                     tde_file_key **out);
 
+/**
+ * Like tde_keymgr_get_file(), for a caller about to write to or append to an
+ * existing file: while the current method is not plaintext, a file missing
+ * from the dictionary is refused with TDE_ERR_STATE naming it, whatever the
+ * enforce setting, so plaintext files never grow silently.
+ */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_get_file_for_append(tde_keymgr *km, const char *path,
+                                                               tde_file_key **out);
+
 /** Drops @p path's entry (after the caller removed the file). Missing entries are not an error. */
 TDE_API TDE_MUST_USE tde_status tde_keymgr_delete_file(tde_keymgr *km, const char *path);
 

@@ -8,6 +8,7 @@
  * context as additional data of the provider's wrap), and the type byte keeps
  * one kind of record from being accepted as another.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,8 @@ env_opts_get(const tde_envelope_options *o, env_opts *out)
     memset(out, 0, sizeof(*out));
     if (o == NULL)
         return TDE_OK;
-    if (o->version != TDE_ENVELOPE_OPTIONS_VERSION)
+    /* Version 0 is a zero-initialised struct: the current layout. */
+    if (o->version != 0 && o->version != TDE_ENVELOPE_OPTIONS_VERSION)
         return tde_error_set(TDE_ERR_INVALID_ARG,
                              "envelope: options version %u, expected %d (use "
                              "TDE_ENVELOPE_OPTIONS_INIT)",
@@ -192,6 +194,15 @@ err:
     return st;
 }
 
+static int
+printable(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x21 || s[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
 tde_status
 env_wrapped_parse(const uint8_t *rec, size_t len, uint8_t type, uint8_t purpose, wrapped_view *v)
 {
@@ -217,6 +228,10 @@ env_wrapped_parse(const uint8_t *rec, size_t len, uint8_t type, uint8_t purpose,
     pos += 2 + v->key_id_len;
     if (len < pos + 4)
         goto truncated;
+    /* Names go into error messages: printable ASCII only, no escapes for a terminal. */
+    if (!printable(v->provider, v->provider_len) || !printable(v->key_id, v->key_id_len))
+        return tde_error_set(TDE_ERR_CORRUPT, "%s: provider name or key id is not printable ASCII",
+                             what);
     v->hdr = rec;
     v->hdr_len = pos;
     v->blob_len = env_get32(rec + pos);
@@ -273,6 +288,11 @@ env_wrapped_open(tde_masterkey *current, tde_masterkey *previous, const wrapped_
             break;
     }
     free(aad);
+    if (st == TDE_ERR_AUTH && tried > 0) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "%s", tde_last_error());
+        return tde_error_set(st, "%s: %s", what, msg);
+    }
     if (tried == 0)
         return tde_error_set(
             TDE_ERR_AUTH,

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -109,6 +110,61 @@ entry_decode(tde_file_entry *e, const uint8_t *p)
 #define OFF_BITS 40
 #define OFF_MASK ((UINT64_C(1) << OFF_BITS) - 1)
 #define ARENA_REC(nlen) (2 + (size_t)(nlen) + 1 + ENTRY_LEN)
+#define DELETED_BIT 0x8000u /* set in a deleted record's length (names are <= 4096 bytes) */
+
+/* Big slot arrays, arenas and snapshot buffers get their own mappings advised for huge pages:
+ * a 1,000,000-entry dictionary then opens with a few hundred page faults, not tens of
+ * thousands (which dominate the open time on virtual machines). */
+#define BIG_MIN ((size_t)2 << 20)
+
+/* Zeroed memory of @p len bytes; free with big_free(p, len). */
+static void *
+big_alloc(size_t len)
+{
+    void *p;
+
+    if (len < BIG_MIN)
+        return calloc(1, len > 0 ? len : 1);
+    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    (void)madvise(p, len, MADV_HUGEPAGE);
+    return p;
+}
+
+static void
+big_free(void *p, size_t len)
+{
+    if (p == NULL)
+        return;
+    if (len < BIG_MIN)
+        free(p);
+    else
+        munmap(p, len);
+}
+
+/* Grows @p p from @p old to @p len bytes (len > old). */
+static void *
+big_grow(void *p, size_t old, size_t len)
+{
+    void *q;
+
+    if (p != NULL && old >= BIG_MIN) {
+        q = mremap(p, old, len, MREMAP_MAYMOVE);
+        if (q == MAP_FAILED)
+            return NULL;
+        (void)madvise(q, len, MADV_HUGEPAGE);
+        return q;
+    }
+    if (len < BIG_MIN)
+        return realloc(p, len);
+    q = big_alloc(len);
+    if (q != NULL && p != NULL)
+        memcpy(q, p, old);
+    if (q != NULL)
+        free(p);
+    return q;
+}
 
 struct table {
     uint64_t *slots;
@@ -182,52 +238,55 @@ table_rebuild(struct table *t, size_t min_live, bool pack)
 
     while (cap / 2 < min_live + 1)
         cap *= 2;
-    slots = calloc(cap, sizeof(*slots));
+    slots = big_alloc(cap * sizeof(*slots));
     if (slots == NULL)
         return tde_error_set(TDE_ERR_NOMEM, "filedict: cannot allocate %zu slots", cap);
     if (pack && t->garbage > 0) {
-        arena = malloc(t->arena_len - t->garbage + 1);
+        arena = big_alloc(t->arena_len - t->garbage + 1);
         if (arena == NULL) {
-            free(slots);
+            big_free(slots, cap * sizeof(*slots));
             return tde_error_set(TDE_ERR_NOMEM, "filedict: cannot allocate the entry arena");
         }
         arena_len = 0;
     }
-    for (size_t i = 0; i < t->cap; i++) {
-        uint64_t s = t->slots[i];
-        const uint8_t *r;
-        size_t off = (s & OFF_MASK) - 2;
-        if (s <= SLOT_TOMB)
+    /* Walk the arena in order (deleted records are marked there): sequential reads. */
+    for (size_t pos = 0; pos < t->arena_len;) {
+        const uint8_t *r = t->arena + pos;
+        size_t nlen = get16(r) & ~DELETED_BIT, off = pos;
+        uint64_t h;
+        pos += ARENA_REC(nlen);
+        if (get16(r) & DELETED_BIT)
             continue;
-        r = slot_rec(t, s);
         if (arena != t->arena) {
-            memcpy(arena + arena_len, r, ARENA_REC(get16(r)));
+            memcpy(arena + arena_len, r, ARENA_REC(nlen));
             off = arena_len;
-            arena_len += ARENA_REC(get16(r));
+            arena_len += ARENA_REC(nlen);
         }
-        {
-            uint64_t h = hash_name((const char *)r + 2, get16(r));
-            size_t mask = cap - 1, j = h & mask;
-            while (slots[j] != SLOT_EMPTY)
-                j = (j + 1) & mask;
-            slots[j] = (h >> OFF_BITS << OFF_BITS) | (uint64_t)(off + 2);
+        h = hash_name((const char *)r + 2, nlen);
+        for (size_t mask = cap - 1, j = h & mask;; j = (j + 1) & mask) {
+            if (slots[j] == SLOT_EMPTY) {
+                slots[j] = (h >> OFF_BITS << OFF_BITS) | (uint64_t)(off + 2);
+                break;
+            }
         }
     }
-    free(t->slots);
+    big_free(t->slots, t->cap * sizeof(*t->slots));
     t->slots = slots;
     t->cap = cap;
     t->used = t->live;
     if (arena != t->arena) {
-        free(t->arena);
+        big_free(t->arena, t->arena_cap);
         t->arena = arena;
-        t->arena_len = t->arena_cap = arena_len;
+        t->arena_len = arena_len;
+        t->arena_cap = arena_len + 1;
         t->garbage = 0;
     }
     return TDE_OK;
 }
 
+/* Makes room for @p extra more arena bytes: exactly (loading a snapshot) or doubling. */
 static tde_status
-table_reserve_arena(struct table *t, size_t extra)
+table_reserve_arena(struct table *t, size_t extra, bool exact)
 {
     size_t cap = t->arena_cap ? t->arena_cap : 4096;
     uint8_t *p;
@@ -236,7 +295,9 @@ table_reserve_arena(struct table *t, size_t extra)
         return TDE_OK;
     while (cap < t->arena_len + extra)
         cap *= 2;
-    p = realloc(t->arena, cap);
+    if (exact)
+        cap = t->arena_len + extra;
+    p = big_grow(t->arena, t->arena_cap, cap);
     if (p == NULL)
         return tde_error_set(TDE_ERR_NOMEM, "filedict: cannot grow the entry arena to %zu bytes",
                              cap);
@@ -245,11 +306,20 @@ table_reserve_arena(struct table *t, size_t extra)
     return TDE_OK;
 }
 
+/* Makes room for @p n live entries without further rebuilds. */
+static tde_status
+table_reserve(struct table *t, size_t n)
+{
+    if ((n + 1) * 10 <= t->cap * 7)
+        return TDE_OK;
+    return table_rebuild(t, n, false);
+}
+
 /* Adds or replaces; *added tells which. */
 static tde_status
-table_put(struct table *t, const char *name, size_t len, const tde_file_entry *e, bool *added)
+table_put_h(struct table *t, const char *name, size_t len, uint64_t h, const tde_file_entry *e,
+            bool *added)
 {
-    uint64_t h = hash_name(name, len);
     long i = table_find(t, name, len, h);
     uint8_t *r;
 
@@ -262,7 +332,7 @@ table_put(struct table *t, const char *name, size_t len, const tde_file_entry *e
     }
     if ((t->used + 1) * 10 > t->cap * 7)
         TDE_RET(table_rebuild(t, t->live + 1, t->garbage > t->arena_len / 2));
-    TDE_RET(table_reserve_arena(t, ARENA_REC(len)));
+    TDE_RET(table_reserve_arena(t, ARENA_REC(len), false));
     r = t->arena + t->arena_len;
     put16(r, (uint16_t)len);
     memcpy(r + 2, name, len);
@@ -272,6 +342,12 @@ table_put(struct table *t, const char *name, size_t len, const tde_file_entry *e
     t->arena_len += ARENA_REC(len);
     t->live++;
     return TDE_OK;
+}
+
+static tde_status
+table_put(struct table *t, const char *name, size_t len, const tde_file_entry *e, bool *added)
+{
+    return table_put_h(t, name, len, hash_name(name, len), e, added);
 }
 
 static bool
@@ -287,23 +363,80 @@ table_get(const struct table *t, const char *name, size_t len, tde_file_entry *o
 }
 
 static bool
-table_delete(struct table *t, const char *name, size_t len)
+table_delete_h(struct table *t, const char *name, size_t len, uint64_t h)
 {
-    long i = table_find(t, name, len, hash_name(name, len));
+    long i = table_find(t, name, len, h);
 
     if (i < 0)
         return false;
     t->garbage += ARENA_REC(len);
+    put16(t->arena + (t->slots[i] & OFF_MASK) - 2, (uint16_t)(len | DELETED_BIT));
     t->slots[i] = SLOT_TOMB;
     t->live--;
     return true;
 }
 
+static bool
+table_delete(struct table *t, const char *name, size_t len)
+{
+    return table_delete_h(t, name, len, hash_name(name, len));
+}
+
+/* Log records are applied a few behind the parser, whose hash prefetches their slot: a log is
+ * in time order, so its slots are random and each would otherwise wait for memory. */
+#define REPLAY_AHEAD 8
+
+struct replay_op {
+    const char *name;
+    size_t len;
+    uint64_t h;
+    bool del;
+    tde_file_entry e;
+};
+
+struct replay_queue {
+    struct replay_op ops[REPLAY_AHEAD];
+    size_t head, count;
+};
+
+static tde_status
+replay_apply(struct table *t, const struct replay_op *op)
+{
+    if (op->del) {
+        (void)table_delete_h(t, op->name, op->len, op->h);
+        return TDE_OK;
+    }
+    return table_put_h(t, op->name, op->len, op->h, &op->e, NULL);
+}
+
+static tde_status
+replay_push(struct table *t, struct replay_queue *q, const struct replay_op *op)
+{
+    if (t->cap > 0)
+        __builtin_prefetch(&t->slots[op->h & (t->cap - 1)]);
+    if (q->count < REPLAY_AHEAD) {
+        q->ops[(q->head + q->count++) % REPLAY_AHEAD] = *op;
+        return TDE_OK;
+    }
+    TDE_RET(replay_apply(t, &q->ops[q->head]));
+    q->ops[q->head] = *op;
+    q->head = (q->head + 1) % REPLAY_AHEAD;
+    return TDE_OK;
+}
+
+static tde_status
+replay_flush(struct table *t, struct replay_queue *q)
+{
+    for (; q->count > 0; q->count--, q->head = (q->head + 1) % REPLAY_AHEAD)
+        TDE_RET(replay_apply(t, &q->ops[q->head]));
+    return TDE_OK;
+}
+
 static void
 table_free(struct table *t)
 {
-    free(t->slots);
-    free(t->arena);
+    big_free(t->slots, t->cap * sizeof(*t->slots));
+    big_free(t->arena, t->arena_cap);
     memset(t, 0, sizeof(*t));
 }
 
@@ -423,7 +556,7 @@ snapshot_parse(const struct source *s, const uint8_t *buf, size_t len, struct ta
         return tde_error_set(TDE_ERR_CORRUPT, "%s: entry count %" PRIu64 " at offset 32 too large",
                              s->path, count);
     TDE_RET(table_rebuild(t, (size_t)count, false));
-    TDE_RET(table_reserve_arena(t, (size_t)(body_end - SNAP_HEADER_LEN + count)));
+    TDE_RET(table_reserve_arena(t, (size_t)(body_end - SNAP_HEADER_LEN + count), true));
     for (uint64_t i = 0; i < count; i++) {
         size_t nlen;
         tde_file_entry e;
@@ -549,6 +682,7 @@ log_replay(const struct source *s, const uint8_t *buf, size_t len, uint64_t base
            uint64_t *end, bool *torn)
 {
     size_t pos = 0;
+    struct replay_queue q = {.count = 0};
 
     *torn = false;
     while (pos < len) {
@@ -556,7 +690,6 @@ log_replay(const struct source *s, const uint8_t *buf, size_t len, uint64_t base
         size_t left = len - pos, blen, nlen, slen;
         uint64_t off = base + pos;
         uint8_t prefix[16], type;
-        tde_file_entry e;
 
         if (left < REC_HEADER_LEN) {
             *torn = true;
@@ -587,8 +720,11 @@ log_replay(const struct source *s, const uint8_t *buf, size_t len, uint64_t base
             if (blen < 2 || blen != 2 + nlen || !name_ok(r + 2, nlen))
                 return tde_error_set(TDE_ERR_CORRUPT, "%s: bad delete record at offset %" PRIu64,
                                      s->path, off);
-            if (t != NULL)
-                (void)table_delete(t, (const char *)r + 2, nlen);
+            if (t != NULL) {
+                struct replay_op op = {.name = (const char *)r + 2, .len = nlen, .del = true};
+                op.h = hash_name(op.name, nlen);
+                TDE_RET(replay_push(t, &q, &op));
+            }
         } else {
             bool link = type == REC_LINK;
             nlen = blen >= ENTRY_LEN + 2 ? get16(r + ENTRY_LEN) : 0;
@@ -598,12 +734,17 @@ log_replay(const struct source *s, const uint8_t *buf, size_t len, uint64_t base
                 (link && !name_ok(r + ENTRY_LEN + 4 + nlen, slen)))
                 return tde_error_set(TDE_ERR_CORRUPT, "%s: bad %s record at offset %" PRIu64,
                                      s->path, link ? "link" : "put", off);
-            entry_decode(&e, r);
-            if (t != NULL)
-                TDE_RET(table_put(t, (const char *)r + ENTRY_LEN + 2, nlen, &e, NULL));
+            if (t != NULL) {
+                struct replay_op op = {.name = (const char *)r + ENTRY_LEN + 2, .len = nlen};
+                entry_decode(&op.e, r);
+                op.h = hash_name(op.name, nlen);
+                TDE_RET(replay_push(t, &q, &op));
+            }
         }
         pos += REC_HEADER_LEN + blen + MAC_LEN;
     }
+    if (t != NULL)
+        TDE_RET(replay_flush(t, &q));
     *end = base + pos;
     return TDE_OK;
 }
@@ -729,42 +870,89 @@ remove_stale_files(const tde_filedict *d, uint64_t gen)
 /* ---- Loading ---- */
 
 /*
+ * Reads @p fd from @p off to its current end into big_alloc() memory (*cap bytes, for
+ * big_free()). A file that grows meanwhile is read up to the size seen at the start.
+ */
+static tde_status
+read_big(int fd, uint64_t off, const char *path, uint8_t **buf, size_t *len, size_t *cap)
+{
+    struct stat sb;
+    size_t got = 0, want;
+
+    *buf = NULL;
+    *len = *cap = 0;
+    if (fstat(fd, &sb) != 0)
+        return tde_error_set(TDE_ERR_IO, "%s: fstat failed: %s", path, strerror(errno));
+    want = (uint64_t)sb.st_size > off ? (size_t)((uint64_t)sb.st_size - off) : 0;
+    *cap = want + 1;
+    *buf = big_alloc(*cap);
+    if (*buf == NULL)
+        return tde_error_set(TDE_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, *cap);
+    while (got < want) {
+        ssize_t n = pread(fd, *buf + got, want - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int err = errno;
+            big_free(*buf, *cap);
+            *buf = NULL;
+            return tde_error_set(TDE_ERR_IO, "%s: read failed: %s", path, strerror(err));
+        }
+        if (n == 0)
+            break; /* shrank while reading: parse what is there */
+        got += (size_t)n;
+    }
+    *len = got;
+    return TDE_OK;
+}
+
+/*
  * Loads generation @p gen (snapshot, then log) into @p t. Leaves the log open
  * in *fd (-1 if it does not exist) and its valid end in *log_end.
  */
 static tde_status
 load_generation(tde_filedict *d, uint64_t gen, struct table *t, int *fd, uint64_t *log_end,
-                bool *torn, uint64_t *snap_len)
+                bool *torn, uint64_t *snap_len, bool *snap_bad)
 {
     char path[PATH_MAX];
     struct source s = {.d = d, .path = path, .gen = gen, .verify = true};
     uint8_t *buf = NULL;
-    size_t len;
+    size_t len, cap = 0;
     tde_status st;
 
     *fd = -1;
     *log_end = 0;
     *torn = false;
     file_path(path, sizeof(path), d, gen, "snap");
-    TDE_ERR(tde_fileio_read_all(path, &buf, &len));
+    TDE_RET(tde_fileio_open(fd, path, O_RDONLY));
+    st = read_big(*fd, 0, path, &buf, &len, &cap);
+    close(*fd);
+    *fd = -1;
+    TDE_RET(st);
     *snap_len = len;
-    TDE_ERR(snapshot_parse(&s, buf, len, t));
-    free(buf);
+    st = snapshot_parse(&s, buf, len, t);
+    big_free(buf, cap);
     buf = NULL;
+    if (snap_bad != NULL)
+        *snap_bad = st == TDE_ERR_CORRUPT || st == TDE_ERR_AUTH;
+    TDE_ERR(st);
 
     file_path(path, sizeof(path), d, gen, "log");
     st = tde_fileio_open(fd, path, d->read_only ? O_RDONLY : O_RDWR | O_APPEND);
     if (st == TDE_ERR_NOT_FOUND)
         return TDE_OK; /* a crash right after the snapshot's rename */
     TDE_ERR(st);
-    TDE_ERR(tde_fileio_read_from(*fd, 0, &buf, &len, path));
+    TDE_ERR(read_big(*fd, 0, path, &buf, &len, &cap));
     TDE_ERR(log_header_parse(&s, buf, len));
+    /* At most one new entry per smallest put record: size the table once. */
+    TDE_ERR(table_reserve(t, t->live + (len - LOG_HEADER_LEN) /
+                                           (REC_HEADER_LEN + ENTRY_LEN + 3 + MAC_LEN)));
     TDE_ERR(log_replay(&s, buf + LOG_HEADER_LEN, len - LOG_HEADER_LEN, LOG_HEADER_LEN, t, log_end,
                        torn));
-    free(buf);
+    big_free(buf, cap);
     return TDE_OK;
 err:
-    free(buf);
+    big_free(buf, cap);
     if (*fd >= 0)
         close(*fd);
     *fd = -1;
@@ -784,13 +972,59 @@ create_log(tde_filedict *d, uint64_t gen, uint64_t base_log_bytes, int *fd)
     return tde_fileio_open(fd, path, O_RDWR | O_APPEND);
 }
 
+/*
+ * Snapshot @p gen is damaged: rebuilds its state from generation gen - 1 when that is provably
+ * complete, i.e. log gen's header (authenticated) says snapshot gen holds exactly the first B
+ * bytes of log gen - 1, and snapshot gen - 1 plus those B bytes of log gen - 1 check out
+ * (ending on a record boundary at B). Then log gen is replayed on top. Writes nothing.
+ */
+static tde_status
+recover_previous(tde_filedict *d, uint64_t gen, struct table *t, int *fd, uint64_t *log_end,
+                 bool *torn, uint64_t *snap_len)
+{
+    char path[PATH_MAX];
+    struct source s = {.d = d, .path = path, .gen = gen, .verify = true};
+    uint8_t *buf = NULL;
+    size_t len, cap = 0;
+    uint64_t base, prev_end;
+    bool prev_torn;
+    int prev_fd = -1;
+    tde_status st;
+
+    file_path(path, sizeof(path), d, gen, "log");
+    TDE_RET(tde_fileio_open(fd, path, d->read_only ? O_RDONLY : O_RDWR | O_APPEND));
+    TDE_ERR(read_big(*fd, 0, path, &buf, &len, &cap));
+    TDE_ERR(log_header_parse(&s, buf, len));
+    base = get64(buf + 24);
+    table_free(t);
+    TDE_ERR(load_generation(d, gen - 1, t, &prev_fd, &prev_end, &prev_torn, snap_len, NULL));
+    if (prev_fd >= 0)
+        close(prev_fd);
+    TDE_ENSURE(prev_fd >= 0 && prev_end == base && !prev_torn, TDE_ERR_CORRUPT,
+               "%s: generation %" PRIu64 " does not end where snapshot %" PRIu64 " began", d->dir,
+               gen - 1, gen);
+    TDE_ERR(table_reserve(t, t->live + (len - LOG_HEADER_LEN) /
+                                           (REC_HEADER_LEN + ENTRY_LEN + 3 + MAC_LEN)));
+    TDE_ERR(log_replay(&s, buf + LOG_HEADER_LEN, len - LOG_HEADER_LEN, LOG_HEADER_LEN, t, log_end,
+                       torn));
+    big_free(buf, cap);
+    return TDE_OK;
+err:
+    big_free(buf, cap);
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+    return st;
+}
+
 /* Loads the newest generation; on a read-only open retries when a writer compacts under us. */
 static tde_status
 load_newest(tde_filedict *d, struct table *t, int *fd, uint64_t *gen, uint64_t *log_end, bool *torn,
             uint64_t *snap_len)
 {
     tde_status st = TDE_OK;
-    bool logs;
+    bool logs, snap_bad = false;
+    char msg[512];
 
     for (int attempt = 0; attempt < OPEN_RETRIES; attempt++) {
         TDE_RET(newest_generation(d, gen, &logs));
@@ -801,19 +1035,25 @@ load_newest(tde_filedict *d, struct table *t, int *fd, uint64_t *gen, uint64_t *
             return tde_error_set(TDE_ERR_NOT_FOUND, "%s: no file dictionary", d->dir);
         }
         table_free(t);
-        st = load_generation(d, *gen, t, fd, log_end, torn, snap_len);
+        st = load_generation(d, *gen, t, fd, log_end, torn, snap_len, &snap_bad);
         if (st != TDE_ERR_NOT_FOUND || !d->read_only)
             break;
     }
-    if ((st == TDE_ERR_CORRUPT || st == TDE_ERR_AUTH) && *gen > 1) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s", tde_last_error());
-        tde_error_set(st,
-                      "%s; nothing was modified; the previous generation %" PRIu64
-                      " is kept in %s for salvage (tde-ctl)",
-                      msg, *gen - 1, d->dir);
+    if ((st != TDE_ERR_CORRUPT && st != TDE_ERR_AUTH) || *gen < 2)
+        return st;
+    snprintf(msg, sizeof(msg), "%s", tde_last_error());
+    if (snap_bad && recover_previous(d, *gen, t, fd, log_end, torn, snap_len) == TDE_OK) {
+        tde_log(TDE_LOG_WARN,
+                "filedict: %s; recovered every entry from the previous generation %" PRIu64
+                " (provably complete); the damaged snapshot is replaced at the next compaction",
+                msg, *gen - 1);
+        return TDE_OK;
     }
-    return st;
+    table_free(t);
+    return tde_error_set(st,
+                         "%s; nothing was modified; the previous generation %" PRIu64
+                         " is kept in %s for salvage (tde-ctl)",
+                         msg, *gen - 1, d->dir);
 }
 
 tde_status
@@ -934,6 +1174,8 @@ tde_filedict_get(tde_filedict *d, const char *name, tde_file_entry *out)
     size_t len;
     bool found;
 
+    if (d == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL handle");
     TDE_RET(check_name(name, &len));
     pthread_rwlock_rdlock(&d->lock);
     found = table_get(&d->t, name, len, out);
@@ -947,6 +1189,8 @@ tde_status
 tde_filedict_foreach(tde_filedict *d,
                      int (*fn)(void *arg, const char *name, const tde_file_entry *e), void *arg)
 {
+    if (d == NULL || fn == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL argument to foreach");
     pthread_rwlock_rdlock(&d->lock);
     for (size_t i = 0; i < d->t.cap; i++) {
         const uint8_t *r;
@@ -1102,9 +1346,12 @@ commit_batch(tde_filedict *d, struct op *batch)
     }
 
     snap_len = atomic_load(&d->snapshot_bytes);
-    threshold = d->compact_bytes
-                    ? d->compact_bytes
-                    : (snap_len > DEFAULT_COMPACT_MIN ? snap_len : DEFAULT_COMPACT_MIN);
+    /* A quarter of the snapshot bounds the open time (records to replay, which cost far more
+     * than snapshot entries) at a modest write amplification (one snapshot rewrite per quarter
+     * snapshot of log, never per operation). */
+    threshold = snap_len / 4 > DEFAULT_COMPACT_MIN ? snap_len / 4 : DEFAULT_COMPACT_MIN;
+    if (d->compact_bytes != 0)
+        threshold = d->compact_bytes;
     if (off + len - LOG_HEADER_LEN > threshold && off + len >= d->compact_at)
         compact(d);
 err:
@@ -1160,8 +1407,11 @@ submit(tde_filedict *d, struct op *ops, size_t n)
 tde_status
 tde_filedict_put(tde_filedict *d, const char *name, const tde_file_entry *e)
 {
-    struct op op = {.type = REC_PUT, .name = name, .e = *e};
+    struct op op = {.type = REC_PUT, .name = name};
 
+    if (d == NULL || e == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL argument to put");
+    op.e = *e;
     TDE_RET(check_name(name, &op.name_len));
     return submit(d, &op, 1);
 }
@@ -1199,6 +1449,10 @@ tde_filedict_delete(tde_filedict *d, const char *name)
     struct op op = {.type = REC_DELETE, .name = name};
     bool found;
 
+    if (d == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL handle");
+    if (d->read_only)
+        return tde_error_set(TDE_ERR_STATE, "%s: file dictionary opened read-only", d->dir);
     TDE_RET(check_name(name, &op.name_len));
     pthread_rwlock_rdlock(&d->lock);
     found = table_get(&d->t, name, op.name_len, NULL);
@@ -1214,6 +1468,8 @@ tde_filedict_link(tde_filedict *d, const char *src, const char *dst)
     struct op op = {.type = REC_LINK, .name = dst, .src = src};
     bool found;
 
+    if (d == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "filedict: NULL handle");
     TDE_RET(check_name(src, &op.src_len));
     TDE_RET(check_name(dst, &op.name_len));
     pthread_rwlock_rdlock(&d->lock);
@@ -1240,6 +1496,17 @@ tde_filedict_refresh(tde_filedict *d)
     if (!d->read_only)
         return TDE_OK;
     pthread_mutex_lock(&d->mu);
+    /* Fast path (callers refresh before every lookup): nothing changed when snapshot gen + 1
+     * does not exist (a compaction creates it), our log is still linked (the compaction after
+     * that removes it) and has not grown. */
+    {
+        struct stat sb;
+        file_path(path, sizeof(path), d, d->gen + 1, "snap");
+        if (stat(path, &sb) != 0 && errno == ENOENT && d->log_fd >= 0 &&
+            fstat(d->log_fd, &sb) == 0 && sb.st_nlink > 0 &&
+            (uint64_t)sb.st_size == atomic_load(&d->log_bytes))
+            goto err;
+    }
     TDE_ERR(newest_generation(d, &gen, &logs));
     if (gen != d->gen) {
         struct table t = {0};
@@ -1301,7 +1568,9 @@ tde_filedict_parse_buffers(const uint8_t *snap, size_t snap_len, const uint8_t *
     tde_filedict d = {.log_fd = -1};
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     OSSL_PARAM params[2];
-    struct source s = {.d = &d, .path = "fuzz", .gen = 1, .verify = verify};
+    /* The generation is taken from the snapshot, so any generation's files can be parsed. */
+    struct source s = {
+        .d = &d, .path = "buffer", .gen = snap_len >= 24 ? get64(snap + 16) : 1, .verify = verify};
     uint64_t end;
     bool torn;
     tde_status st;

@@ -47,7 +47,7 @@ typedef struct tde_filedict_options {
     const char *dir;  /* directory holding the dictionary files (must exist); copied */
     uint8_t mac_key[TDE_FILEDICT_MAC_KEY_LEN]; /* copied; wiped on close */
     bool read_only;                            /* never writes: no create, repair, compaction */
-    uint64_t compact_bytes; /* compact when the log passes this; 0: max(4 MiB, snapshot size) */
+    uint64_t compact_bytes; /* compact when the log passes this; 0: max(4 MiB, snapshot size / 4) */
 } tde_filedict_options;
 
 /*
@@ -103,9 +103,9 @@ void tde_filedict_sizes(tde_filedict *d, uint64_t *snapshot_bytes, uint64_t *log
 size_t tde_filedict_memory(tde_filedict *d);
 
 /*
- * Parses a generation-1 snapshot and log held in memory, as open would (the
- * fuzz target). @p verify false skips the MAC checks so a fuzzer reaches the
- * parsers behind them. *entries (may be NULL) gets the resulting entry count.
+ * Parses a snapshot and its log held in memory, as open would (the fuzz
+ * target; the generation is read from the snapshot). @p verify false skips the MAC checks so a
+ * fuzzer reaches the parsers behind them. *entries (may be NULL) gets the resulting entry count.
  */
 TDE_MUST_USE tde_status tde_filedict_parse_buffers(const uint8_t *snap, size_t snap_len,
                                                    const uint8_t *log, size_t log_len,

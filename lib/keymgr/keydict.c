@@ -4,6 +4,7 @@
  * memory and on disk sealed under the master key; the parser treats its input
  * as hostile (it is also fuzzed) even though a sealed record is authenticated.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,6 +318,15 @@ tde_keydict_store(const tde_keydict *kd, const char *path, tde_masterkey *mk)
     if (st != TDE_OK)
         return name_error(st, path);
     st = tde_durable_write(path, rec, rec_len);
+    if (st == TDE_OK) {
+        /* A second copy, so one bad sector does not lose every key (recovery: keymgr.c). */
+        char bak[PATH_MAX];
+        snprintf(bak, sizeof(bak), "%s%s", path, TDE_KEYDICT_BACKUP_SUFFIX);
+        if (tde_durable_write(bak, rec, rec_len) != TDE_OK) {
+            tde_log(TDE_LOG_ERROR, "%s: writing the backup copy failed: %s", bak, tde_last_error());
+            tde_error_clear();
+        }
+    }
     free(rec);
     return st;
 }

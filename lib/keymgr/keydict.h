@@ -17,6 +17,8 @@
 #include "tde/secret.h"
 
 #define TDE_KEYDICT_FILE "key.dict"
+/* A second copy of key.dict, written after it with the same bytes. */
+#define TDE_KEYDICT_BACKUP_SUFFIX ".bak"
 #define TDE_KEYDICT_MAGIC "TKDP"
 #define TDE_KEYDICT_VERSION 1
 #define TDE_KEYDICT_HEADER_LEN 64
@@ -73,7 +75,8 @@ tde_status tde_keydict_mac_key(const tde_keydict *kd, uint8_t out[32]);
  */
 tde_status tde_keydict_load(tde_keydict *kd, const char *path, tde_masterkey *current,
                             tde_masterkey *previous, const tde_masterkey **used);
-/* Seals @p kd under @p mk and replaces @p path durably (0600). */
+/* Seals @p kd under @p mk and replaces @p path durably (0600), then its backup copy
+ * "<path>.bak" (a failure there is logged, not returned: @p path is already durable). */
 tde_status tde_keydict_store(const tde_keydict *kd, const char *path, tde_masterkey *mk);
 
 /* Test hook: the source of new key ids (NULL restores tde_random_bytes). */

@@ -90,7 +90,8 @@ struct tde_keymgr {
     km_key *current;
     km_key *plain; /* for files missing from the dictionary */
 
-    _Atomic uint64_t current_created;
+    _Atomic uint64_t current_created; /* copies of current's, read without the lock */
+    atomic_int current_method;
     _Atomic uint64_t retry_after;
 
     pthread_t bg;
@@ -484,6 +485,76 @@ create_dicts(tde_keymgr *km)
     return st;
 }
 
+static bool
+has_backup(const tde_keymgr *km)
+{
+    char bak[PATH_MAX];
+    snprintf(bak, sizeof(bak), "%s%s", km->kd_path, TDE_KEYDICT_BACKUP_SUFFIX);
+    return access(bak, F_OK) == 0;
+}
+
+typedef struct missing_scan {
+    const tde_keydict *kd;
+    size_t entries, missing;
+    uint64_t first;
+} missing_scan;
+
+static int
+find_missing(void *arg, const char *name, const tde_file_entry *e)
+{
+    missing_scan *m = arg;
+    (void)name;
+    m->entries++;
+    if (tde_keydict_find(m->kd, e->key_id) == NULL && m->missing++ == 0)
+        m->first = e->key_id;
+    return 0;
+}
+
+/*
+ * key.dict did not open. key.dict.bak replaces it only when that is provably
+ * complete: its secret authenticates the file dictionary and it holds the key
+ * of every entry. Otherwise the original error stands, with what was found.
+ */
+static tde_status
+recover_from_backup(tde_keymgr *km, tde_status orig)
+{
+    char why[480], bak[PATH_MAX];
+    missing_scan ms = {.kd = &km->kd};
+    tde_keydict nk;
+    tde_status st;
+
+    snprintf(why, sizeof(why), "%s", tde_last_error());
+    snprintf(bak, sizeof(bak), "%s%s", km->kd_path, TDE_KEYDICT_BACKUP_SUFFIX);
+    if (access(bak, F_OK) != 0)
+        return tde_error_set(orig, "%s", why);
+    st = tde_keydict_load(&km->kd, bak, km->master, km->previous, NULL);
+    if (st != TDE_OK)
+        return tde_error_set(orig, "%s (the backup %s does not open either)", why, bak);
+    st = open_filedict(km);
+    if (st == TDE_OK)
+        st = tde_filedict_foreach(km->fd, find_missing, &ms);
+    if (st != TDE_OK || ms.missing > 0) {
+        tde_filedict_close(km->fd);
+        km->fd = NULL;
+        tde_keydict_clear(&km->kd);
+        if (st != TDE_OK)
+            return tde_error_set(TDE_ERR_CORRUPT,
+                                 "%s; the backup %s does not authenticate the file dictionary; "
+                                 "salvage with tde-ctl",
+                                 why, bak);
+        return tde_error_set(TDE_ERR_CORRUPT,
+                             "%s; the backup %s lacks the keys of %zu of %zu entries (first "
+                             "missing key %016llx); salvage with tde-ctl",
+                             why, bak, ms.missing, ms.entries, (unsigned long long)ms.first);
+    }
+    tde_log(TDE_LOG_WARN, "%s; recovered from %s, which holds the key of all %zu entries", why, bak,
+            ms.entries);
+    if (km->read_only)
+        return TDE_OK;
+    TDE_RET(tde_keydict_copy(&nk, &km->kd));
+    return commit_keydict(km, &nk);
+}
+
 static tde_status
 load_dicts(tde_keymgr *km)
 {
@@ -494,8 +565,10 @@ load_dicts(tde_keymgr *km)
     st = tde_keydict_load(&km->kd, km->kd_path, km->master, km->previous, &used);
     atomic_fetch_add(&km->m_reads, 1);
     atomic_fetch_add(&km->m_read_ns, mono_ns() - t0);
-    if (st == TDE_ERR_NOT_FOUND && !km->read_only)
+    if (st == TDE_ERR_NOT_FOUND && !km->read_only && !has_backup(km))
         return create_dicts(km);
+    if (st == TDE_ERR_NOT_FOUND || st == TDE_ERR_CORRUPT || st == TDE_ERR_AUTH)
+        return recover_from_backup(km, st);
     TDE_RET(st);
     if (used != NULL && used == km->previous && !km->read_only) {
         tde_keydict nk;
@@ -541,6 +614,7 @@ build_keys(tde_keymgr *km)
     }
     km->current = find_key_locked(km, km->kd.current_id);
     atomic_store(&km->current_created, km->current->created);
+    atomic_store(&km->current_method, (int)km->current->method);
     return TDE_OK;
 }
 
@@ -549,7 +623,8 @@ rotation_due(tde_keymgr *km, uint64_t now)
 {
     uint64_t created = atomic_load(&km->current_created);
     return (now >= created && now - created >= km->period) ||
-           (km->method != TDE_METHOD_UNKNOWN && km->current->method != km->method);
+           (km->method != TDE_METHOD_UNKNOWN &&
+            atomic_load(&km->current_method) != (int)km->method);
 }
 
 static tde_status rotate_locked(tde_keymgr *km, uint64_t now, const char *why);
@@ -729,6 +804,7 @@ rotate_locked(tde_keymgr *km, uint64_t now, const char *why)
         return st;
     }
     atomic_store(&km->current_created, now);
+    atomic_store(&km->current_method, (int)m);
     atomic_store(&km->retry_after, 0);
     atomic_fetch_add(&km->m_rotations, 1);
     atomic_store(&km->m_last_rot, now);
@@ -1066,6 +1142,27 @@ tde_keymgr_get_file(tde_keymgr *km, const char *path, tde_file_key **out)
             name, e.method, (unsigned long long)e.key_id, tde_method_name(k->method));
     }
     return file_key_make(out, k, e.iv);
+}
+
+tde_status
+tde_keymgr_get_file_for_append(tde_keymgr *km, const char *path, tde_file_key **out)
+{
+    tde_method current;
+
+    TDE_RET(check_writable(km));
+    TDE_RET(tde_keymgr_get_file(km, path, out));
+    pthread_rwlock_rdlock(&km->keys_lock);
+    current = km->current->method;
+    pthread_rwlock_unlock(&km->keys_lock);
+    if ((*out)->k == km->plain && current != TDE_METHOD_PLAINTEXT) {
+        tde_file_key_free(*out);
+        *out = NULL;
+        return tde_error_set(TDE_ERR_STATE,
+                             "key manager %s: %s is a plaintext file (no entry) and encryption "
+                             "is on (%s): it cannot be written to; rewrite it as a new file",
+                             km->dir, path, tde_method_name(current));
+    }
+    return TDE_OK;
 }
 
 tde_status

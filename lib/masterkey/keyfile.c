@@ -130,7 +130,8 @@ keyfile_open(tde_masterkey_provider **out, const tde_uri *uri)
                tde_uri_text(uri));
     TDE_ENSURE(tde_uri_param_count(uri) == 0 && tde_uri_port(uri) == 0, TDE_ERR_INVALID_ARG,
                "provider file: URI \"%s\": takes no port or query parameters", tde_uri_text(uri));
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO in the key's place must not hang us; fstat() refuses it below. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     TDE_ENSURE(fd >= 0, errno == ENOENT ? TDE_ERR_NOT_FOUND : TDE_ERR_IO,
                "provider file: key file %s: %s", path, strerror(errno));
     TDE_ENSURE(fstat(fd, &sb) == 0, TDE_ERR_IO, "provider file: key file %s: fstat: %s", path,
@@ -220,7 +221,7 @@ keyfile_unwrap(tde_masterkey_provider *p, const uint8_t *aad, size_t aad_len, co
         if (st == TDE_ERR_AUTH)
             return tde_error_set(TDE_ERR_AUTH,
                                  "provider file, master key %s: GCM tag mismatch: wrong master key "
-                                 "or tampered record",
+                                 "or context, or tampered record",
                                  kf->key_id);
         return st;
     }

@@ -47,6 +47,19 @@ valid_scheme(const char *name)
     return n <= 32;
 }
 
+/* Key ids are stored in records and shown in messages: 1..1024 printable ASCII bytes. */
+static int
+valid_key_id(const char *id)
+{
+    size_t n = 0;
+    if (id == NULL)
+        return 0;
+    for (; id[n] != '\0'; n++)
+        if (id[n] < 0x21 || id[n] > 0x7e)
+            return 0;
+    return n > 0 && n <= MAX_KEY_ID_LEN;
+}
+
 static tde_status
 check_vtable(const tde_masterkey_provider_vtable *vt)
 {
@@ -100,6 +113,9 @@ register_builtins(void)
     /* Cannot fail: the registry is empty and the vtables are complete. */
     (void)add_locked(&masterkey_keyfile_vtable);
     (void)add_locked(&masterkey_testkey_vtable);
+    (void)add_locked(&masterkey_kmip_vtable);
+    (void)add_locked(&masterkey_aws_kms_vtable);
+    (void)add_locked(&masterkey_tencent_kms_vtable);
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -185,9 +201,9 @@ tde_masterkey_open(tde_masterkey **out, const char *uri)
     }
     TDE_ENSURE(mk->p != NULL, TDE_ERR_INTERNAL, "provider %s: open returned no provider", vt->name);
     mk->key_id = vt->key_id(mk->p);
-    TDE_ENSURE(mk->key_id != NULL && mk->key_id[0] != '\0' && strlen(mk->key_id) <= MAX_KEY_ID_LEN,
-               TDE_ERR_INTERNAL, "provider %s: key_id is empty or longer than %d bytes", vt->name,
-               MAX_KEY_ID_LEN);
+    TDE_ENSURE(valid_key_id(mk->key_id), TDE_ERR_INTERNAL,
+               "provider %s: key_id is empty, longer than %d bytes or not printable ASCII",
+               vt->name, MAX_KEY_ID_LEN);
     tde_uri_free(u);
     *out = mk;
     return TDE_OK;

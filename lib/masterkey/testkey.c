@@ -115,7 +115,7 @@ testkey_unwrap(tde_masterkey_provider *p, const uint8_t *aad, size_t aad_len, co
     if (CRYPTO_memcmp(check, blob + blob_len - CHECK_LEN, CHECK_LEN) != 0)
         return tde_error_set(TDE_ERR_AUTH,
                              "provider plaintext-test-only, master key %s: check value mismatch: "
-                             "wrong master key or tampered record",
+                             "wrong master key or context, or tampered record",
                              tk->key_id);
     return tde_secret_from(pt, blob, blob_len - CHECK_LEN);
 }

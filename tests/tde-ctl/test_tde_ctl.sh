@@ -28,6 +28,8 @@ for c in gen-master-key seal open rewrap key-id; do
     has "$D/out" "Usage: tde-ctl $c"
 done
 expect 2 "$T"
+expect 2 "$T" help frobnicate
+has "$D/err" "unknown command 'frobnicate'"
 expect 2 "$T" frobnicate
 has "$D/err" "unknown command 'frobnicate'"
 expect 2 "$T" seal --bogus

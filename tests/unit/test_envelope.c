@@ -1,5 +1,6 @@
 /* Envelope records: round trips, every-byte tampering, truncation, key choice, re-wrap, vectors. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,32 @@ test_envelope_stream_roundtrip_segment_boundaries(void **state)
             free(opened.data);
             free(pt);
         }
+    }
+}
+
+static void
+test_envelope_stream_random_sizes_and_short_reads(void **state)
+{
+    uint64_t seed = 0x5eed;
+    (void)state;
+    for (int round = 0; round < 60; round++) {
+        tde_envelope_options o = TDE_ENVELOPE_OPTIONS_INIT;
+        size_t len = (size_t)(test_rand(&seed) % 5000);
+        uint8_t *pt = pattern(len, seed);
+        struct membuf in, sealed = {0}, sin, opened = {0};
+        o.segment_size = (uint32_t)(1 + test_rand(&seed) % 700);
+        in = (struct membuf){pt, len, len, 0, (size_t)(1 + test_rand(&seed) % 900)};
+        assert_tde_ok(tde_envelope_seal_stream(mk_a, &o, mem_read, &in, mem_write, &sealed));
+        sin = (struct membuf){sealed.data, sealed.len, sealed.len, 0,
+                              (size_t)(1 + test_rand(&seed) % 900)};
+        assert_tde_ok(
+            tde_envelope_open_stream(mk_a, NULL, &o, mem_read, &sin, mem_write, &opened, NULL));
+        assert_int_equal(opened.len, len);
+        if (len > 0)
+            assert_memory_equal(opened.data, pt, len);
+        free(opened.data);
+        free(sealed.data);
+        free(pt);
     }
 }
 
@@ -466,6 +493,37 @@ test_envelope_wrong_context_fails(void **state)
 }
 
 static void
+test_envelope_options_are_checked(void **state)
+{
+    tde_envelope_options o = TDE_ENVELOPE_OPTIONS_INIT, zero;
+    uint8_t *rec = NULL, big[TDE_ENVELOPE_CONTEXT_MAX + 1] = {0};
+    size_t rec_len = 0;
+    (void)state;
+
+    memset(&zero, 0, sizeof(zero));
+    assert_tde_ok(tde_envelope_seal(mk_a, &zero, big, 1, &rec, &rec_len));
+    free(rec);
+    o.version = 99;
+    assert_int_equal(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len), TDE_ERR_INVALID_ARG);
+    assert_non_null(strstr(tde_last_error(), "options version 99"));
+    o.version = TDE_ENVELOPE_OPTIONS_VERSION;
+    o.context_len = 1;
+    assert_int_equal(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len), TDE_ERR_INVALID_ARG);
+    o.context = big;
+    o.context_len = sizeof(big);
+    assert_int_equal(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len), TDE_ERR_INVALID_ARG);
+    o.context_len = TDE_ENVELOPE_CONTEXT_MAX;
+    assert_tde_ok(tde_envelope_seal(mk_a, &o, big, 1, &rec, &rec_len));
+    free(rec);
+    o.segment_size = TDE_ENVELOPE_SEGMENT_MAX + 1;
+    {
+        struct membuf out;
+        assert_int_equal(seal_stream_mem(mk_a, &o, big, 1, &out), TDE_ERR_INVALID_ARG);
+        free(out.data);
+    }
+}
+
+static void
 test_envelope_previous_key_fallback_reports_key_used(void **state)
 {
     tde_masterkey *c = NULL;
@@ -653,6 +711,46 @@ test_envelope_rewrap_keeps_bulk_data(void **state)
     free(pt);
 }
 
+/* ---- concurrency: rotation while the process keeps using the keys ---- */
+
+static void *
+rotate_worker(void *arg)
+{
+    uint64_t seed = (uint64_t)(uintptr_t)arg;
+    for (int i = 0; i < 100; i++) {
+        size_t len = (size_t)(test_rand(&seed) % 3000);
+        uint8_t *pt = pattern(len, seed), *rec = NULL, *re = NULL, *back = NULL;
+        size_t rec_len = 0, re_len = 0, back_len = 0;
+        const tde_masterkey *used = NULL;
+        if (tde_envelope_seal(mk_a, NULL, pt, len, &rec, &rec_len) != TDE_OK ||
+            tde_envelope_rewrap(mk_b, mk_a, mk_b, NULL, rec, rec_len, &re, &re_len, &used) !=
+                TDE_OK ||
+            used != mk_a ||
+            tde_envelope_open(mk_b, mk_a, NULL, re, re_len, &back, &back_len, &used) != TDE_OK ||
+            used != mk_b || back_len != len || (len > 0 && memcmp(back, pt, len) != 0))
+            return (void *)1;
+        free(back);
+        free(re);
+        free(rec);
+        free(pt);
+    }
+    return NULL;
+}
+
+static void
+test_envelope_rotation_while_threads_use_the_keys(void **state)
+{
+    pthread_t t[4];
+    (void)state;
+    for (uintptr_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, rotate_worker, (void *)(i + 1)), 0);
+    for (int i = 0; i < 4; i++) {
+        void *ret = (void *)1;
+        assert_int_equal(pthread_join(t[i], &ret), 0);
+        assert_null(ret);
+    }
+}
+
 /* ---- known answers ---- */
 
 /* Made by tests/vectors/envelope_vectors.py, an independent Python implementation of
@@ -814,16 +912,19 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_envelope_buffer_roundtrip_all_sizes_and_providers),
         cmocka_unit_test(test_envelope_stream_roundtrip_segment_boundaries),
+        cmocka_unit_test(test_envelope_stream_random_sizes_and_short_reads),
         cmocka_unit_test(test_envelope_wrapped_key_and_small_secret_roundtrip),
         cmocka_unit_test(test_envelope_every_byte_flip_is_detected),
         cmocka_unit_test(test_envelope_truncation_at_every_length_is_detected),
         cmocka_unit_test(test_envelope_stream_reorder_duplicate_splice_detected),
         cmocka_unit_test(test_envelope_wrong_master_key_names_provider),
         cmocka_unit_test(test_envelope_wrong_context_fails),
+        cmocka_unit_test(test_envelope_options_are_checked),
         cmocka_unit_test(test_envelope_previous_key_fallback_reports_key_used),
         cmocka_unit_test(test_envelope_fallback_on_auth_failure_not_on_unavailable),
         cmocka_unit_test(test_envelope_record_types_cannot_be_confused),
         cmocka_unit_test(test_envelope_rewrap_keeps_bulk_data),
+        cmocka_unit_test(test_envelope_rotation_while_threads_use_the_keys),
         cmocka_unit_test(test_envelope_golden_vectors_open),
         cmocka_unit_test(test_envelope_fuzz_seeds_are_valid_records),
         cmocka_unit_test(test_envelope_key_bytes_never_reach_logs_errors_or_records),

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,77 +471,152 @@ make_sample(const char *dir)
     tde_filedict_close(d);
 }
 
+/* The state make_sample() leaves. */
 static void
-check_damaged_open(const char *dir, bool allow_ok)
+assert_sample_content(tde_filedict *d)
+{
+    const char *names[] = {"db/1", "db/2", "db/3", "db/4", "db/9", "db/1.link"};
+    const uint64_t ids[] = {1, 2, 3, 4, 9, 1};
+    tde_file_entry e;
+
+    assert_int_equal(tde_filedict_count(d), 6);
+    for (int i = 0; i < 6; i++) {
+        e = entry_for(ids[i]);
+        assert_entry(d, names[i], &e);
+    }
+}
+
+/* Damaged files: open fails with CORRUPT or AUTH naming the file, or (when @p recoverable)
+ * recovers the exact content from the previous generation; either way nothing is modified.
+ * Returns how many of the two opens recovered. */
+static int
+check_damaged_open(const char *dir, bool recoverable)
 {
     struct dir_image img;
     tde_filedict *d = NULL;
+    int recovered = 0;
 
     dir_image_take(&img, dir);
     for (int ro = 1; ro >= 0; ro--) {
         tde_status st = open_dict(&d, dir, ro, 300);
-        if (st == TDE_OK && allow_ok) {
+        if (st == TDE_OK) {
+            assert_true(recoverable);
+            assert_sample_content(d);
             tde_filedict_close(d);
-            continue;
+            recovered++;
+        } else {
+            if (st != TDE_ERR_CORRUPT && st != TDE_ERR_AUTH)
+                print_error("unexpected %s: %s\n", tde_status_str(st), tde_last_error());
+            assert_true(st == TDE_ERR_CORRUPT || st == TDE_ERR_AUTH);
+            assert_non_null(strstr(tde_last_error(), "filedict-"));
+            assert_true(strstr(tde_last_error(), "offset") != NULL ||
+                        strstr(tde_last_error(), "truncated") != NULL);
         }
-        if (st != TDE_ERR_CORRUPT && st != TDE_ERR_AUTH)
-            print_error("unexpected %s: %s\n", tde_status_str(st), tde_last_error());
-        assert_true(st == TDE_ERR_CORRUPT || st == TDE_ERR_AUTH);
-        assert_non_null(strstr(tde_last_error(), "filedict-"));
-        assert_non_null(strstr(tde_last_error(), "offset") != NULL
-                            ? strstr(tde_last_error(), "offset")
-                            : strstr(tde_last_error(), "truncated"));
         assert_dir_unchanged(&img, dir);
     }
     dir_image_free(&img);
+    return recovered;
 }
 
 static void
+remove_generation(const char *dir, uint64_t gen)
+{
+    char *p = dict_path(dir, gen, "snap");
+    assert_int_equal(unlink(p), 0);
+    free(p);
+    p = dict_path(dir, gen, "log");
+    assert_int_equal(unlink(p), 0);
+    free(p);
+}
+
+/* Every flipped byte is caught. A damaged newest snapshot is rebuilt from the previous
+ * generation when that is provably complete, and is an error when it is not there. */
+static void
 test_filedict_flip_every_byte_is_detected_and_changes_nothing(void **state)
 {
-    char *dir = test_tmpdir("filedict");
     const char *exts[] = {"snap", "log"};
     (void)state;
 
-    make_sample(dir);
-    for (int f = 0; f < 2; f++) {
-        char *path = dict_path(dir, 2, exts[f]);
-        size_t len;
-        uint8_t *orig = read_file(path, &len);
-        assert_true(len > 64);
-        for (size_t i = 0; i < len; i++) {
-            orig[i] ^= 0xff;
+    for (int with_prev = 1; with_prev >= 0; with_prev--) {
+        char *dir = test_tmpdir("filedict");
+        make_sample(dir);
+        if (!with_prev)
+            remove_generation(dir, 1);
+        for (int f = 0; f < 2; f++) {
+            char *path = dict_path(dir, 2, exts[f]);
+            size_t len;
+            uint8_t *orig = read_file(path, &len);
+            bool recoverable = with_prev && f == 0;
+            int recovered = 0;
+            assert_true(len > 64);
+            for (size_t i = 0; i < len; i++) {
+                orig[i] ^= 0xff;
+                write_file(path, orig, len);
+                recovered += check_damaged_open(dir, recoverable);
+                orig[i] ^= 0xff;
+            }
+            /* Every snapshot flip is recovered when the previous generation is there. */
+            assert_int_equal(recovered, recoverable ? (int)(2 * len) : 0);
             write_file(path, orig, len);
-            check_damaged_open(dir, false);
-            orig[i] ^= 0xff;
+            free(orig);
+            free(path);
         }
-        write_file(path, orig, len);
-        free(orig);
-        free(path);
+        test_rmtree(dir);
+        free(dir);
     }
-    test_rmtree(dir);
-    free(dir);
 }
 
 static void
 test_filedict_truncate_snapshot_at_every_length(void **state)
 {
+    (void)state;
+
+    for (int with_prev = 1; with_prev >= 0; with_prev--) {
+        char *dir = test_tmpdir("filedict");
+        char *path;
+        size_t len;
+        uint8_t *orig;
+        make_sample(dir);
+        if (!with_prev)
+            remove_generation(dir, 1);
+        path = dict_path(dir, 2, "snap");
+        orig = read_file(path, &len);
+        for (size_t n = 0; n < len; n++) {
+            write_file(path, orig, n);
+            assert_int_equal(check_damaged_open(dir, with_prev), with_prev ? 2 : 0);
+        }
+        write_file(path, orig, len);
+        free(orig);
+        free(path);
+        test_rmtree(dir);
+        free(dir);
+    }
+}
+
+/* Recovery needs the previous log to end exactly where the damaged snapshot began. */
+static void
+test_filedict_recovery_refuses_an_unprovable_previous_generation(void **state)
+{
     char *dir = test_tmpdir("filedict");
-    char *path;
+    char *snap = dict_path(dir, 2, "snap"), *log1 = dict_path(dir, 1, "log");
+    uint8_t *data;
     size_t len;
-    uint8_t *orig;
+    tde_filedict *d;
     (void)state;
 
     make_sample(dir);
-    path = dict_path(dir, 2, "snap");
-    orig = read_file(path, &len);
-    for (size_t n = 0; n < len; n++) {
-        write_file(path, orig, n);
-        check_damaged_open(dir, false);
-    }
-    write_file(path, orig, len);
-    free(orig);
-    free(path);
+    data = read_file(snap, &len);
+    data[len - 1] ^= 1;
+    write_file(snap, data, len);
+    free(data);
+    /* Drop the last record of log 1: snapshot 2 held more than generation 1 now proves. */
+    data = read_file(log1, &len);
+    write_file(log1, data, len - (8 + 27 + 4 + 32));
+    free(data);
+    assert_int_equal(open_dict(&d, dir, true, 300), TDE_ERR_AUTH);
+    assert_non_null(strstr(tde_last_error(), "previous generation 1"));
+    free(snap);
+    free(log1);
     test_rmtree(dir);
     free(dir);
 }
@@ -573,7 +649,7 @@ test_filedict_truncate_log_at_every_length(void **state)
         uint8_t *now;
         write_file(path, orig, n);
         if (n < 64) {
-            check_damaged_open(dir, false);
+            assert_int_equal(check_damaged_open(dir, false), 0);
             continue;
         }
         while ((int)whole < nb && bounds[whole + 1] <= n)
@@ -959,6 +1035,14 @@ test_filedict_read_only_follows_a_live_writer(void **state)
     assert_tde_ok(tde_filedict_refresh(r));
     assert_int_equal(tde_filedict_count(r), 202);
     assert_entry(r, "db/199", &e);
+
+    /* Several compactions between two refreshes (the reader's generation files are gone). */
+    for (int i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "db/%d", i);
+        assert_tde_ok(tde_filedict_delete(w, name));
+    }
+    assert_tde_ok(tde_filedict_refresh(r));
+    assert_int_equal(tde_filedict_count(r), 2);
     tde_filedict_close(w);
 
     /* The reader alone: no write, fsync, rename, truncate or unlink. */
@@ -981,6 +1065,169 @@ test_filedict_read_only_follows_a_live_writer(void **state)
     free(dir);
 }
 
+struct live_writer {
+    tde_filedict *d;
+    atomic_int done;
+    tde_status st;
+};
+
+static void *
+live_writer_main(void *arg)
+{
+    struct live_writer *w = arg;
+    for (int b = 0; b < 60 && w->st == TDE_OK; b++) {
+        static char buf[10][32];
+        const char *names[10];
+        tde_file_entry es[10];
+        for (int i = 0; i < 10; i++) {
+            snprintf(buf[i], sizeof(buf[i]), "live/%04d", b * 10 + i);
+            names[i] = buf[i];
+            es[i] = entry_for((uint64_t)(b * 10 + i));
+        }
+        w->st = tde_filedict_put_batch(w->d, names, es, 10);
+    }
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+struct live_check {
+    int bad;
+};
+
+static int
+live_check_fn(void *arg, const char *name, const tde_file_entry *e)
+{
+    struct live_check *c = arg;
+    tde_file_entry want = entry_for((uint64_t)atoi(name + 5));
+    if (e->key_id != want.key_id || memcmp(e->iv, want.iv, 16) != 0)
+        c->bad++;
+    return 0;
+}
+
+/* A reader refreshing in a loop while a writer thread appends and compacts: every state it
+ * sees is a prefix of the writer's (counts only grow, every entry is right). */
+static void
+test_filedict_read_only_refresh_races_a_writer_thread(void **state)
+{
+    char *dir = test_tmpdir("filedict");
+    struct live_writer w = {.st = TDE_OK};
+    tde_filedict *r;
+    pthread_t th;
+    size_t last = 0;
+    int refreshes = 0;
+    (void)state;
+
+    assert_tde_ok(open_dict(&w.d, dir, false, 3000));
+    assert_tde_ok(open_dict(&r, dir, true, 0));
+    assert_int_equal(pthread_create(&th, NULL, live_writer_main, &w), 0);
+    while (!atomic_load(&w.done)) {
+        struct live_check c = {0};
+        assert_tde_ok(tde_filedict_refresh(r));
+        assert_true(tde_filedict_count(r) >= last);
+        last = tde_filedict_count(r);
+        assert_tde_ok(tde_filedict_foreach(r, live_check_fn, &c));
+        assert_int_equal(c.bad, 0);
+        refreshes++;
+    }
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_tde_ok(w.st);
+    assert_tde_ok(tde_filedict_refresh(r));
+    assert_int_equal(tde_filedict_count(r), 600);
+    print_message("%d refreshes during 60 appends\n", refreshes);
+    tde_filedict_close(r);
+    tde_filedict_close(w.d);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* tikv#8212: one file op must not rewrite the whole dictionary. Each put is one append of one
+ * record and one fsync; the snapshot is untouched until the log passes the threshold. */
+static void
+test_filedict_put_appends_one_record_not_a_rewrite(void **state)
+{
+    char *dir = test_tmpdir("filedict");
+    tde_filedict *d;
+    char name[32];
+    uint64_t snap0, log0, snap, log;
+    (void)state;
+
+    assert_tde_ok(open_dict(&d, dir, false, 0));
+    {
+        static char buf[500][32];
+        const char *names[500];
+        tde_file_entry es[500];
+        for (int i = 0; i < 500; i++) {
+            snprintf(buf[i], sizeof(buf[i]), "db/%06d.sst", i);
+            names[i] = buf[i];
+            es[i] = entry_for((uint64_t)i);
+        }
+        assert_tde_ok(tde_filedict_put_batch(d, names, es, 500));
+    }
+    tde_filedict_sizes(d, &snap0, &log0);
+    tde_fileio_inject_reset();
+    for (int i = 0; i < 20; i++) {
+        tde_file_entry e = entry_for((uint64_t)i);
+        snprintf(name, sizeof(name), "db/%06d.sst", 1000 + i);
+        assert_tde_ok(tde_filedict_put(d, name, &e));
+        tde_filedict_sizes(d, &snap, &log);
+        assert_int_equal(snap, snap0);
+        assert_int_equal(log, log0 + (uint64_t)(i + 1) * (8 + 27 + 13 + 32));
+    }
+    assert_int_equal(tde_fileio_calls(TDE_FILEIO_WRITE), 20);
+    assert_int_equal(tde_fileio_calls(TDE_FILEIO_FSYNC), 20);
+    assert_int_equal(tde_fileio_calls(TDE_FILEIO_RENAME), 0);
+    tde_filedict_close(d);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* Files written by version 1 keep opening (tests/fixtures/keymgr/v1/filedict/README.md). */
+static void
+test_filedict_v1_fixture_opens(void **state)
+{
+    const char *files[] = {"filedict-0000000000000001.snap", "filedict-0000000000000001.log",
+                           "filedict-0000000000000002.snap", "filedict-0000000000000002.log"};
+    const char *names[] = {"db/000002.sst", "db/000003.sst",  "db/000004.sst",
+                           "db/000005.sst", "wal/000007.log", "db/000002.link"};
+    const uint64_t ids[] = {2, 3, 4, 5, 7, 2};
+    char *dir = test_tmpdir("filedict");
+    tde_filedict_options o = {.version = TDE_FILEDICT_OPTIONS_VERSION, .dir = dir};
+    struct dir_image img;
+    tde_filedict *d;
+    tde_file_entry e;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char src[PATH_MAX], dst[PATH_MAX];
+        uint8_t *data;
+        size_t len;
+        snprintf(src, sizeof(src), "%s/tests/fixtures/keymgr/v1/filedict/%s", TDE_SOURCE_DIR,
+                 files[i]);
+        snprintf(dst, sizeof(dst), "%s/%s", dir, files[i]);
+        data = read_file(src, &len);
+        write_file(dst, data, len);
+        free(data);
+    }
+    for (int i = 0; i < 32; i++)
+        o.mac_key[i] = (uint8_t)i;
+    dir_image_take(&img, dir);
+    for (int ro = 1; ro >= 0; ro--) {
+        o.read_only = ro;
+        assert_tde_ok(tde_filedict_open(&d, &o));
+        assert_int_equal(tde_filedict_count(d), 6);
+        for (size_t i = 0; i < 6; i++) {
+            tde_file_entry want = entry_for(ids[i]);
+            assert_entry(d, names[i], &want);
+        }
+        assert_int_equal(tde_filedict_get(d, "db/000001.sst", &e), TDE_ERR_NOT_FOUND);
+        tde_filedict_close(d);
+        assert_dir_unchanged(&img, dir); /* an intact dictionary is not rewritten by opening */
+    }
+    dir_image_free(&img);
+    test_rmtree(dir);
+    free(dir);
+}
+
 int
 main(void)
 {
@@ -991,12 +1238,16 @@ main(void)
         cmocka_unit_test(test_filedict_record_matches_documented_format),
         cmocka_unit_test(test_filedict_flip_every_byte_is_detected_and_changes_nothing),
         cmocka_unit_test(test_filedict_truncate_snapshot_at_every_length),
+        cmocka_unit_test(test_filedict_recovery_refuses_an_unprovable_previous_generation),
         cmocka_unit_test(test_filedict_truncate_log_at_every_length),
         cmocka_unit_test(test_filedict_torn_tail_repaired_on_open),
         cmocka_unit_test(test_filedict_fault_injection_at_every_io_call),
         cmocka_unit_test(test_filedict_crash_at_every_failpoint),
         cmocka_unit_test(test_filedict_group_commit_under_threads),
         cmocka_unit_test(test_filedict_read_only_follows_a_live_writer),
+        cmocka_unit_test(test_filedict_read_only_refresh_races_a_writer_thread),
+        cmocka_unit_test(test_filedict_put_appends_one_record_not_a_rewrite),
+        cmocka_unit_test(test_filedict_v1_fixture_opens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
@@ -211,6 +212,8 @@ test_keydict_damaged_file_is_refused_and_left_alone(void **state)
     assert_tde_ok(tde_keymgr_rotate_data_key(km));
     tde_keymgr_close(km);
 
+    snprintf(kd, sizeof(kd), "%s/key.dict.bak", dir);
+    assert_int_equal(unlink(kd), 0); /* no backup to recover from (see the next test) */
     snprintf(kd, sizeof(kd), "%s/key.dict", dir);
     assert_tde_ok(tde_fileio_read_all(kd, &orig, &len));
     before = dir_bytes(dir, "key.dict", &l1);
@@ -255,6 +258,130 @@ test_keydict_damaged_file_is_refused_and_left_alone(void **state)
     free(tmp);
 }
 
+typedef struct km_env {
+    char *tmp;
+    char dir[1024], db[1024], key[1024], uri[1100], kd[1100], bak[1100];
+    tde_keymgr_root root;
+    tde_keymgr_config cfg;
+} km_env;
+
+static void
+km_env_init(km_env *e)
+{
+    tde_secret_allow_unlocked(1);
+    e->tmp = test_tmpdir("keydict-bak");
+    snprintf(e->dir, sizeof(e->dir), "%s/meta", e->tmp);
+    snprintf(e->db, sizeof(e->db), "%s/db", e->tmp);
+    mkdir(e->db, 0700);
+    snprintf(e->key, sizeof(e->key), "%s/master.key", e->tmp);
+    assert_tde_ok(tde_keyfile_create(e->key));
+    snprintf(e->uri, sizeof(e->uri), "file://%s", e->key);
+    snprintf(e->kd, sizeof(e->kd), "%s/key.dict", e->dir);
+    snprintf(e->bak, sizeof(e->bak), "%s/key.dict.bak", e->dir);
+    e->root = (tde_keymgr_root){"db", e->db};
+    e->cfg = (tde_keymgr_config){.version = TDE_KEYMGR_CONFIG_VERSION,
+                                 .dir = e->dir,
+                                 .roots = &e->root,
+                                 .n_roots = 1,
+                                 .method = TDE_METHOD_AES256_CTR,
+                                 .master_key_uri = e->uri,
+                                 .enforce = -1};
+}
+
+static uint64_t
+make_file(km_env *e, tde_keymgr *km, const char *name)
+{
+    char p[1200];
+    tde_file_key *fk = NULL;
+    uint64_t id;
+    snprintf(p, sizeof(p), "%s/%s", e->db, name);
+    assert_tde_ok(tde_keymgr_new_file(km, p, &fk));
+    id = tde_file_key_id(fk);
+    tde_file_key_free(fk);
+    return id;
+}
+
+static uint64_t
+file_key_id(km_env *e, tde_keymgr *km, const char *name)
+{
+    char p[1200];
+    tde_file_key *fk = NULL;
+    uint64_t id;
+    snprintf(p, sizeof(p), "%s/%s", e->db, name);
+    assert_tde_ok(tde_keymgr_get_file(km, p, &fk));
+    id = tde_file_key_id(fk);
+    tde_file_key_free(fk);
+    return id;
+}
+
+static void
+flip_byte(const char *path, size_t at)
+{
+    uint8_t *d = NULL;
+    size_t n;
+    assert_tde_ok(tde_fileio_read_all(path, &d, &n));
+    d[at % n] ^= 0x40;
+    assert_tde_ok(tde_durable_write(path, d, n));
+    free(d);
+}
+
+/* One bad sector in key.dict: key.dict.bak takes over only when it provably holds every key. */
+static void
+test_keydict_backup_recovers_only_when_complete(void **state)
+{
+    km_env e;
+    tde_keymgr *km = NULL;
+    uint64_t ia, ib, ic;
+    uint8_t *old_bak = NULL, *new_bak = NULL;
+    size_t old_len, new_len;
+    (void)state;
+
+    km_env_init(&e);
+    assert_tde_ok(tde_keymgr_open(&km, &e.cfg));
+    ia = make_file(&e, km, "a");
+    assert_tde_ok(tde_keymgr_rotate_data_key(km));
+    ib = make_file(&e, km, "b");
+    tde_keymgr_close(km);
+
+    /* Complete backup: open succeeds, every file keeps its key, key.dict is rewritten. */
+    assert_tde_ok(tde_fileio_read_all(e.bak, &old_bak, &old_len));
+    flip_byte(e.kd, 100);
+    assert_tde_ok(tde_keymgr_open(&km, &e.cfg));
+    assert_int_equal(file_key_id(&e, km, "a"), ia);
+    assert_int_equal(file_key_id(&e, km, "b"), ib);
+    tde_keymgr_close(km);
+    assert_int_equal(unlink(e.bak), 0);
+    assert_tde_ok(tde_keymgr_open(&km, &e.cfg)); /* the rewritten key.dict alone */
+    assert_int_equal(file_key_id(&e, km, "a"), ia);
+
+    /* Stale backup (it lacks the key file c uses): refused, with what is missing. */
+    assert_tde_ok(tde_keymgr_rotate_data_key(km));
+    ic = make_file(&e, km, "c");
+    tde_keymgr_close(km);
+    assert_tde_ok(tde_fileio_read_all(e.bak, &new_bak, &new_len));
+    assert_tde_ok(tde_durable_write(e.bak, old_bak, old_len));
+    flip_byte(e.kd, 100);
+    assert_int_equal(tde_keymgr_open(&km, &e.cfg), TDE_ERR_CORRUPT);
+    assert_non_null(strstr(tde_last_error(), "lacks the keys of 1 of 3 entries"));
+    {
+        char want[40];
+        snprintf(want, sizeof(want), "%016llx", (unsigned long long)ic);
+        assert_non_null(strstr(tde_last_error(), want));
+    }
+    /* A missing key.dict: a stale backup is refused, a complete one recovers it. */
+    assert_int_equal(unlink(e.kd), 0);
+    assert_int_equal(tde_keymgr_open(&km, &e.cfg), TDE_ERR_CORRUPT);
+    assert_tde_ok(tde_durable_write(e.bak, new_bak, new_len));
+    assert_tde_ok(tde_keymgr_open(&km, &e.cfg));
+    assert_int_equal(file_key_id(&e, km, "c"), ic);
+    assert_int_equal(file_key_id(&e, km, "a"), ia);
+    tde_keymgr_close(km);
+    free(old_bak);
+    free(new_bak);
+    test_rmtree(e.tmp);
+    free(e.tmp);
+}
+
 int
 main(void)
 {
@@ -263,6 +390,7 @@ main(void)
         cmocka_unit_test(test_keydict_each_bad_field_is_refused),
         cmocka_unit_test(test_keydict_mac_key_depends_on_the_secret),
         cmocka_unit_test(test_keydict_damaged_file_is_refused_and_left_alone),
+        cmocka_unit_test(test_keydict_backup_recovers_only_when_complete),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

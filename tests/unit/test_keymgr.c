@@ -278,10 +278,17 @@ test_keymgr_enforce_mode_and_plaintext_files(void **state)
     assert_tde_ok(tde_keymgr_metrics_get(km, &m));
     assert_int_equal(m.plaintext_lookups, 1);
     assert_false(m.enforce);
+    /* ... but never grows while encryption is on. */
+    assert_int_equal(tde_keymgr_get_file_for_append(km, p, &fk), TDE_ERR_STATE);
+    assert_null(fk);
+    assert_non_null(strstr(tde_last_error(), "OLD-PLAIN"));
     /* Once it has an entry it is no longer plaintext. */
     new_file(km, p, NULL, NULL);
     assert_tde_ok(tde_keymgr_list_plaintext_files(km, NULL, NULL, &n));
     assert_int_equal(n, 0);
+    assert_tde_ok(tde_keymgr_get_file_for_append(km, p, &fk));
+    assert_int_equal(tde_file_key_method(fk), TDE_METHOD_AES256_CTR);
+    tde_file_key_free(fk);
     tde_keymgr_close(km);
 }
 
@@ -302,6 +309,8 @@ test_keymgr_plaintext_directory_does_not_enforce(void **state)
     db_path(f, "x", p, sizeof(p));
     assert_tde_ok(tde_keymgr_get_file(km, p, &fk));
     assert_int_equal(tde_file_key_method(fk), TDE_METHOD_PLAINTEXT);
+    tde_file_key_free(fk);
+    assert_tde_ok(tde_keymgr_get_file_for_append(km, p, &fk)); /* encryption is off */
     tde_file_key_free(fk);
     tde_keymgr_close(km);
 }
@@ -914,6 +923,9 @@ worker_main(void *arg)
         tde_file_key_free(g);
         if (w->t == 0 && i % 20 == 0 && tde_keymgr_rotate_data_key(w->km) != TDE_OK)
             return (void *)2;
+        /* Removal of unused keys racing new files on old keys (it must skip keys in use). */
+        if (w->t == 1 && i % 10 == 0 && tde_keymgr_maintain(w->km) != TDE_OK)
+            return (void *)3;
     }
     return NULL;
 }
@@ -1053,6 +1065,224 @@ test_keymgr_rejects_bad_config(void **state)
     assert_null(km);
 }
 
+/* Format compatibility: a directory written by 0.1.0 must keep opening (tests/fixtures). */
+static const struct {
+    const char *name;
+    uint64_t key_id;
+    int method;
+    const char *iv, *keystream;
+} fixture_v1[] = {
+    {"db/000002.sst", 0xc09fc43f1f9ec82fULL, 4, "436e2e3bd3ec24c5baac700db8977540",
+     "5b9ec0b0e790f96e42ac6f3778dc345d"},
+    {"wal/000003.log", 0xc09fc43f1f9ec82fULL, 4, "4e96b716bf6b6988f34b38f60c2cf135",
+     "5248e84e07e5c37fde5fd286283748ae"},
+    {"db/000004.sst", 0x05590e865ff27832ULL, 4, "20c6d622169a8669ee09478f02fb3f0e",
+     "55113311651b11cbf8e41bbae6f14303"},
+    {"db/000002.link", 0xc09fc43f1f9ec82fULL, 4, "436e2e3bd3ec24c5baac700db8977540",
+     "5b9ec0b0e790f96e42ac6f3778dc345d"},
+};
+
+static void
+check_fixture(fixture *f, tde_keymgr *km)
+{
+    tde_keymgr_metrics m;
+    tde_file_key *fk = NULL;
+    char p[2048];
+
+    for (size_t i = 0; i < sizeof(fixture_v1) / sizeof(fixture_v1[0]); i++) {
+        uint8_t iv[16], ks[16], zero[16] = {0}, got[16];
+        snprintf(p, sizeof(p), "%s/%s", f->tmp, fixture_v1[i].name);
+        assert_tde_ok(tde_keymgr_get_file(km, p, &fk));
+        assert_int_equal(tde_file_key_id(fk), fixture_v1[i].key_id);
+        assert_int_equal(tde_file_key_method(fk), fixture_v1[i].method);
+        test_unhex(fixture_v1[i].iv, iv, sizeof(iv));
+        assert_memory_equal(tde_file_key_iv(fk), iv, 16);
+        test_unhex(fixture_v1[i].keystream, ks, sizeof(ks));
+        assert_tde_ok(tde_file_key_process(fk, 0, zero, got, 16));
+        assert_memory_equal(got, ks, 16);
+        tde_file_key_free(fk);
+    }
+    snprintf(p, sizeof(p), "%s/db/000001.sst", f->tmp);
+    assert_int_equal(tde_keymgr_get_file(km, p, &fk), TDE_ERR_NOT_FOUND); /* deleted; enforce */
+    assert_tde_ok(tde_keymgr_metrics_get(km, &m));
+    assert_int_equal(m.current_key_id, 0x05590e865ff27832ULL);
+    assert_int_equal(m.data_keys, 2);
+    assert_int_equal(m.encrypted_files, 4);
+    assert_true(m.enforce);
+}
+
+static void
+test_keymgr_v1_fixture_opens(void **state)
+{
+    fixture *f = *state;
+    char cmd[4096], p[2048];
+    tde_keymgr *km;
+
+    snprintf(cmd, sizeof(cmd),
+             "cp -r '%s/tests/fixtures/keymgr/v1/keymgr/.' '%s/' && chmod 600 '%s/master.key'",
+             TDE_SOURCE_DIR, f->tmp, f->tmp);
+    assert_int_equal(system(cmd), 0);
+    snprintf(f->key1, sizeof(f->key1), "file://%s/master.key", f->tmp);
+    f->now = 1700000200; /* no rotation due */
+    f->cfg.read_only = true;
+    km = open_km(f);
+    check_fixture(f, km);
+    tde_keymgr_close(km);
+    f->cfg.read_only = false;
+    km = open_km(f);
+    check_fixture(f, km);
+    snprintf(p, sizeof(p), "%s/000005.sst", f->db);
+    new_file(km, p, NULL, NULL);
+    tde_keymgr_close(km);
+}
+
+/* Every write, fsync, rename and directory fsync of every file operation fails in turn. The
+ * operation reports it or succeeded; after reopening, acknowledged changes are there, and a file
+ * on disk always has its key, wherever the failed operation stopped. */
+enum { FOP_NEW, FOP_LINK, FOP_RENAME, FOP_DELETE, FOP_N };
+
+typedef struct fop_state {
+    char base[2048], src[2048], dst[2048];
+    uint64_t base_id, src_id;
+    uint8_t base_ks[32], src_ks[32];
+} fop_state;
+
+/* Sets up what operation @p op of round @p r starts from (no injection active). */
+static void
+fop_prepare(fixture *f, tde_keymgr *km, fop_state *s, int op, int r)
+{
+    FILE *fp;
+    snprintf(s->src, sizeof(s->src), "%s/src%d", f->db, r);
+    snprintf(s->dst, sizeof(s->dst), "%s/dst%d", f->db, r);
+    if (op == FOP_RENAME) {
+        new_file(km, s->src, &s->src_id, s->src_ks);
+        fp = fopen(s->src, "w");
+        fclose(fp);
+    }
+}
+
+static tde_status
+fop_run(tde_keymgr *km, fop_state *s, int op)
+{
+    tde_file_key *fk = NULL;
+    tde_status st = TDE_OK;
+    switch (op) {
+    case FOP_NEW:
+        st = tde_keymgr_new_file(km, s->dst, &fk);
+        tde_file_key_free(fk);
+        break;
+    case FOP_LINK: st = tde_keymgr_link_file(km, s->base, s->dst); break;
+    case FOP_RENAME: st = tde_keymgr_rename_file(km, s->src, s->dst); break;
+    case FOP_DELETE: st = tde_keymgr_delete_file(km, s->base); break;
+    }
+    return st;
+}
+
+/* The key id of @p path's entry, 0 when it has none. */
+static uint64_t
+entry_id(tde_keymgr *km, const char *path, uint8_t ks[32])
+{
+    tde_file_key *fk = NULL;
+    uint64_t id;
+    assert_tde_ok(tde_keymgr_get_file(km, path, &fk));
+    id = tde_file_key_id(fk);
+    keystream(fk, ks);
+    tde_file_key_free(fk);
+    return id;
+}
+
+static void
+fop_check(tde_keymgr *km, fop_state *s, int op, bool acked)
+{
+    uint8_t ks[32];
+    uint64_t id;
+    switch (op) {
+    case FOP_NEW:
+        id = entry_id(km, s->dst, ks);
+        assert_true(!acked || id != 0);
+        break;
+    case FOP_LINK:
+        id = entry_id(km, s->dst, ks);
+        assert_true(!acked || id != 0);
+        if (id != 0) { /* a link entry is a copy of the source's */
+            assert_int_equal(id, s->base_id);
+            assert_memory_equal(ks, s->base_ks, 32);
+        }
+        break;
+    case FOP_RENAME:
+        /* Wherever the file is on disk, that name has its key. */
+        assert_true(access(s->src, F_OK) == 0 || access(s->dst, F_OK) == 0);
+        if (access(s->dst, F_OK) == 0) {
+            assert_int_equal(entry_id(km, s->dst, ks), s->src_id);
+            assert_memory_equal(ks, s->src_ks, 32);
+        }
+        if (access(s->src, F_OK) == 0) {
+            assert_int_equal(entry_id(km, s->src, ks), s->src_id);
+            assert_memory_equal(ks, s->src_ks, 32);
+        }
+        if (acked)
+            assert_int_equal(entry_id(km, s->src, ks), 0);
+        break;
+    case FOP_DELETE:
+        id = entry_id(km, s->base, ks);
+        assert_true(!acked || id == 0);
+        if (id != 0) {
+            assert_int_equal(id, s->base_id);
+            assert_memory_equal(ks, s->base_ks, 32);
+        }
+        break;
+    }
+    if (op != FOP_DELETE) { /* the bystander is intact */
+        assert_int_equal(entry_id(km, s->base, ks), s->base_id);
+        assert_memory_equal(ks, s->base_ks, 32);
+    }
+}
+
+static void
+test_keymgr_every_io_failure_of_every_file_operation(void **state)
+{
+    fixture *f = *state;
+    static const tde_fileio_op ios[] = {TDE_FILEIO_WRITE, TDE_FILEIO_FSYNC, TDE_FILEIO_RENAME,
+                                        TDE_FILEIO_FSYNC_DIR};
+    fop_state s;
+    int round = 0, failures = 0, cases = 0;
+    tde_keymgr *km;
+
+    f->cfg.enforce = 0; /* a missing entry reads as plaintext (id 0) */
+    km = open_km(f);
+    db_path(f, "base", s.base, sizeof(s.base));
+    new_file(km, s.base, &s.base_id, s.base_ks);
+    for (int op = 0; op < FOP_N; op++) {
+        for (size_t io = 0; io < sizeof(ios) / sizeof(ios[0]); io++) {
+            unsigned long calls;
+            fop_prepare(f, km, &s, op, round++);
+            tde_fileio_inject_reset();
+            assert_tde_ok(fop_run(km, &s, op));
+            calls = tde_fileio_calls(ios[io]);
+            if (op == FOP_DELETE)
+                new_file(km, s.base, &s.base_id, s.base_ks);
+            for (unsigned long n = 1; n <= calls; n++) {
+                tde_status st;
+                fop_prepare(f, km, &s, op, round++);
+                tde_fileio_inject_reset();
+                tde_fileio_inject(ios[io], n, EIO, false);
+                st = fop_run(km, &s, op);
+                tde_fileio_inject_reset();
+                failures += st != TDE_OK;
+                cases++;
+                tde_keymgr_close(km);
+                km = open_km(f);
+                fop_check(km, &s, op, st == TDE_OK);
+                if (op == FOP_DELETE)
+                    new_file(km, s.base, &s.base_id, s.base_ks);
+            }
+        }
+    }
+    tde_keymgr_close(km);
+    print_message("%d injected failures, %d reported\n", cases, failures);
+    assert_true(failures > 0);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -1083,6 +1313,8 @@ main(void)
         T(test_keymgr_metrics_and_listing),
         T(test_keymgr_lost_file_dictionary_is_reported),
         T(test_keymgr_rejects_bad_config),
+        T(test_keymgr_v1_fixture_opens),
+        T(test_keymgr_every_io_failure_of_every_file_operation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

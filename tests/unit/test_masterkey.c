@@ -291,6 +291,28 @@ test_masterkey_null_optional_member_gets_default(void **state)
     tde_masterkey_free(mk);
 }
 
+static const char *
+badid_key_id(const tde_masterkey_provider *p)
+{
+    (void)p;
+    return "has space";
+}
+
+static void
+test_masterkey_key_id_must_be_printable(void **state)
+{
+    static tde_masterkey_provider_vtable vt; /* registered vtables live as long as the process */
+    tde_masterkey *mk = NULL;
+    (void)state;
+    vt = minimal_vtable;
+    vt.name = "badid";
+    vt.key_id = badid_key_id;
+    assert_tde_ok(tde_masterkey_register(&vt));
+    assert_int_equal(tde_masterkey_open(&mk, "badid://"), TDE_ERR_INTERNAL);
+    assert_non_null(strstr(tde_last_error(), "provider badid: key_id"));
+    assert_null(mk);
+}
+
 static void
 test_masterkey_unknown_scheme_lists_known(void **state)
 {
@@ -418,6 +440,12 @@ test_masterkey_keyfile_errors_name_file_and_problem(void **state)
     snprintf(uri, sizeof(uri), "file://%s", dir);
     assert_int_equal(tde_masterkey_open(&mk, uri), TDE_ERR_INVALID_ARG);
     assert_non_null(strstr(tde_last_error(), "not a regular file"));
+    /* A FIFO in the key's place is refused at once, not read (which would block). */
+    snprintf(uri, sizeof(uri), "%s/fifo.key", dir);
+    assert_int_equal(mkfifo(uri, 0600), 0);
+    snprintf(uri, sizeof(uri), "file://%s/fifo.key", dir);
+    assert_int_equal(tde_masterkey_open(&mk, uri), TDE_ERR_INVALID_ARG);
+    assert_non_null(strstr(tde_last_error(), "fifo.key: not a regular file"));
     assert_int_equal(tde_masterkey_open(&mk, "file://host/etc/k"), TDE_ERR_INVALID_ARG);
     assert_int_equal(tde_masterkey_open(&mk, "file://"), TDE_ERR_INVALID_ARG);
     assert_int_equal(tde_masterkey_open(&mk, "file:///etc/k?x=1"), TDE_ERR_INVALID_ARG);
@@ -530,6 +558,7 @@ main(void)
         cmocka_unit_test(test_masterkey_register_checks_vtable),
         cmocka_unit_test(test_masterkey_register_refuses_duplicate_name),
         cmocka_unit_test(test_masterkey_null_optional_member_gets_default),
+        cmocka_unit_test(test_masterkey_key_id_must_be_printable),
         cmocka_unit_test(test_masterkey_unknown_scheme_lists_known),
         cmocka_unit_test(test_masterkey_provider_failing_on_nth_call_is_named),
         cmocka_unit_test(test_masterkey_keyfile_roundtrip_and_fingerprint),

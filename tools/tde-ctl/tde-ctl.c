@@ -561,6 +561,7 @@ main(int argc, char **argv)
         if (strcmp(cmd, cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);
     }
-    say("unknown command '%s' (see 'tde-ctl --help')", cmd);
+    say("unknown command '%s' (see 'tde-ctl --help')",
+        strcmp(cmd, "help") == 0 && argc > 2 ? argv[2] : cmd);
     return EXIT_USAGE;
 }
