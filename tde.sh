@@ -17,6 +17,7 @@ PACKAGES=(
     librocksdb-dev rocksdb-tools
     libcurl4-openssl-dev libjansson-dev
     python3 python3-pykmip python3-botocore python3-cryptography awscli
+    doxygen
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -2,7 +2,7 @@
  * @file cipher.h
  * @brief Random-access CTR file ciphers: AES-128/192/256-CTR and SM4-CTR.
  *
- * A ::tde_cipher is one data key's expanded key schedule. It is read-only once
+ * A tde_cipher is one data key's expanded key schedule. It is read-only once
  * made and may be shared by every file (and every thread) that uses the key:
  * tde_cipher_process() keeps its counter state on the caller's stack, takes no
  * lock and does no key schedule per call.
@@ -73,7 +73,7 @@ TDE_API const char *tde_cipher_backend(const tde_cipher *c);
  * Encrypts or decrypts @p len bytes that sit at @p offset of a file whose IV is
  * @p iv. Any offset, any length; @p in == @p out (in place) is allowed, other
  * overlaps are not. Thread-safe: any number of threads may call this at once on
- * one ::tde_cipher.
+ * one tde_cipher.
  */
 TDE_API TDE_MUST_USE tde_status tde_cipher_process(const tde_cipher *c,
                                                    const uint8_t iv[TDE_CIPHER_IV_LEN],

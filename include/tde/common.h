@@ -2,7 +2,7 @@
  * @file common.h
  * @brief libtde's error model, logging hook, randomness and export macros.
  *
- * Every fallible call returns a ::tde_status. On failure, tde_last_error()
+ * Every fallible call returns a tde_status. On failure, tde_last_error()
  * gives a message for the calling thread that names the file, key id or
  * provider involved. Messages never contain key bytes.
  */

@@ -16,7 +16,7 @@
  * and for deletion: unlink(2) first, then tde_keymgr_delete_file(), so a crash
  * leaves at most an orphan entry, never an unreadable file.
  *
- * All functions are thread-safe on one ::tde_keymgr. Lookups take no exclusive
+ * All functions are thread-safe on one tde_keymgr. Lookups take no exclusive
  * lock; concurrent writers are group-committed into one log append and fsync.
  */
 #ifndef TDE_KEYMGR_H
@@ -60,7 +60,7 @@ typedef struct tde_keymgr_config {
 } tde_keymgr_config;
 
 TDE_API TDE_MUST_USE tde_status tde_keymgr_open(tde_keymgr **out, const tde_keymgr_config *cfg);
-/** Closes and releases the directory lock. Accepts NULL. Every ::tde_file_key must be freed. */
+/** Closes and releases the directory lock. Accepts NULL. Every tde_file_key must be freed. */
 TDE_API void tde_keymgr_close(tde_keymgr *km);
 
 /** One file's key: method, key id, IV and a shared read-only key schedule. */

@@ -2,7 +2,7 @@
  * @file secret.h
  * @brief Key bytes in locked, non-dumpable memory.
  *
- * A ::tde_secret lives in page-aligned memory that is mlock()ed (never swapped)
+ * A tde_secret lives in page-aligned memory that is mlock()ed (never swapped)
  * and madvise(MADV_DONTDUMP)ed (left out of core dumps). It is wiped before
  * it is freed; wipe-then-free is the only way it is released.
  * Secrets are immutable once filled and may be read from any thread.

@@ -7,7 +7,7 @@
  * bytes) with it. Master keys are named by URIs whose scheme is the provider's
  * name ("file:///etc/tde/master.key", "kmip://host:5696/...", ...).
  *
- * Implementations embed ::tde_masterkey_provider as their first member, keep
+ * Implementations embed tde_masterkey_provider as their first member, keep
  * their vtable `static const` with designated initializers, and register it
  * with tde_masterkey_register(). Every error a provider returns should name
  * the provider (vt->name) and, where known, the master key id.

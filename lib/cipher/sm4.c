@@ -1,0 +1,144 @@
+/*
+ * SM4 parts shared by the vectorised backends. Threat model: round keys are as
+ * secret as the data key, so they live in a tde_secret (locked, wiped on free).
+ */
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "cipher/sm4.h"
+#include "cipher/sm4_consts.h"
+#include "common/error.h"
+#include "tde/secret.h"
+
+const uint8_t sm4_sbox[256] = {SM4_SBOX_TABLE};
+
+static uint32_t
+rol32(uint32_t x, unsigned n)
+{
+    return (x << n) | (x >> (32 - n));
+}
+
+static uint32_t
+load_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The key schedule's T': S-box on each byte, then L'(b) = b ^ (b <<< 13) ^ (b <<< 23). */
+static uint32_t
+key_transform(uint32_t x)
+{
+    uint32_t b = (uint32_t)sm4_sbox[x >> 24] << 24 | (uint32_t)sm4_sbox[(x >> 16) & 0xff] << 16 |
+                 (uint32_t)sm4_sbox[(x >> 8) & 0xff] << 8 | sm4_sbox[x & 0xff];
+    return b ^ rol32(b, 13) ^ rol32(b, 23);
+}
+
+tde_status
+sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t key_len)
+{
+    static const uint32_t fk[4] = {0xa3b1bac6, 0x56aa3350, 0x677d9197, 0xb27022dc};
+    tde_secret *s = NULL;
+    uint32_t k[4];
+    uint32_t *rk;
+
+    if (m != TDE_METHOD_SM4_CTR || key_len != SM4_KEY_LEN)
+        return tde_error_set(
+            TDE_ERR_INVALID_ARG,
+            "sm4: needs method sm4-ctr and a %d-byte key (got method %d, %zu bytes)", SM4_KEY_LEN,
+            (int)m, key_len);
+    TDE_RET(tde_secret_new(&s, SM4_ROUNDS * sizeof(uint32_t)));
+    rk = (uint32_t *)(void *)tde_secret_data_mut(s);
+    for (int i = 0; i < 4; i++)
+        k[i] = load_be32(key + 4 * i) ^ fk[i];
+    for (int i = 0; i < SM4_ROUNDS; i++) {
+        /* CK_i's byte j is (4i + j) * 7 mod 256 (GB/T 32907-2016, 7.3). */
+        uint32_t ck = 0;
+        for (int j = 0; j < 4; j++)
+            ck = ck << 8 | (uint32_t)(((4 * i + j) * 7) & 0xff);
+        rk[i] = k[i & 3] ^ key_transform(k[(i + 1) & 3] ^ k[(i + 2) & 3] ^ k[(i + 3) & 3] ^ ck);
+        k[i & 3] = rk[i];
+    }
+    OPENSSL_cleanse(k, sizeof(k));
+    *sched = s;
+    return TDE_OK;
+}
+
+void
+sm4_key_free(void *sched)
+{
+    tde_secret_free(sched);
+}
+
+void
+sm4_counter_add(uint8_t ctr[16], uint64_t n)
+{
+    for (int i = 15; i >= 0 && n != 0; i--) {
+        n += ctr[i];
+        ctr[i] = (uint8_t)n;
+        n >>= 8;
+    }
+}
+
+void
+sm4_counters_transposed(const uint8_t ctr[16], unsigned width, unsigned groups, uint32_t *words)
+{
+    for (unsigned g = 0; g < groups; g++) {
+        for (unsigned l = 0; l < width; l++) {
+            uint8_t c[16];
+            memcpy(c, ctr, 16);
+            sm4_counter_add(c, g * width + (l % 4) * (width / 4) + l / 4);
+            for (unsigned w = 0; w < 4; w++)
+                words[(g * 4 + w) * width + l] = load_be32(c + 4 * w);
+        }
+    }
+}
+
+/* Runs the smallest batch of @p impl covering bytes [skip, skip + len) through @p buf. */
+static void
+bounce(const sm4_impl *impl, const uint32_t *rk, const uint8_t ctr[16], unsigned skip,
+       const uint8_t *in, uint8_t *out, size_t len, uint8_t *buf)
+{
+    size_t blocks = (skip + len + 15) / 16;
+    unsigned i = 0;
+
+    while ((size_t)impl->width << i < blocks)
+        i++;
+    memset(buf, 0, skip);
+    memcpy(buf + skip, in, len);
+    memset(buf + skip + len, 0, ((size_t)impl->width << i) * 16 - skip - len);
+    impl->batch[i](rk, ctr, buf, buf);
+    memcpy(out, buf + skip, len);
+    OPENSSL_cleanse(buf, ((size_t)impl->width << i) * 16); /* holds bare keystream */
+}
+
+tde_status
+sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsigned skip,
+            const uint8_t *in, uint8_t *out, size_t len)
+{
+    const uint32_t *rk = (const uint32_t *)(const void *)tde_secret_data(sched);
+    const size_t full = (size_t)impl->width << impl->max_log2; /* blocks per full batch */
+    uint8_t buf[SM4_MAX_BATCH * 16];
+    uint8_t ctr[16];
+
+    if (skip >= 16)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "sm4: skip %u is not below the block size", skip);
+    memcpy(ctr, counter, 16);
+    if (skip != 0 && len != 0) {
+        size_t n = full * 16 - skip < len ? full * 16 - skip : len;
+        bounce(impl, rk, ctr, skip, in, out, n, buf);
+        sm4_counter_add(ctr, (skip + n) / 16);
+        in += n;
+        out += n;
+        len -= n;
+    }
+    for (; len >= full * 16; len -= full * 16) {
+        impl->batch[impl->max_log2](rk, ctr, in, out);
+        sm4_counter_add(ctr, full);
+        in += full * 16;
+        out += full * 16;
+    }
+    if (len != 0)
+        bounce(impl, rk, ctr, 0, in, out, len, buf);
+    return TDE_OK;
+}

@@ -1,0 +1,70 @@
+/*
+ * SM4-CTR shared by the vectorised backends: the key schedule, the S-box and
+ * the driver that turns a backend's whole-block kernel into
+ * cipher_backend.process (partial first and last blocks, counter carries).
+ */
+#ifndef TDE_LIB_CIPHER_SM4_H
+#define TDE_LIB_CIPHER_SM4_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cipher/backend.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SM4_HAVE_X86 1
+extern const cipher_backend tde_cipher_backend_sm4_gfni_avx512;
+extern const cipher_backend tde_cipher_backend_sm4_gfni_avx2;
+extern const cipher_backend tde_cipher_backend_sm4_aesni;
+#endif
+
+#define SM4_KEY_LEN 16
+#define SM4_ROUNDS 32
+
+/* The S-box of GB/T 32907-2016 (table 1). */
+extern const uint8_t sm4_sbox[256];
+
+/* Largest batch a vectorised path may process at once, in blocks. */
+#define SM4_MAX_BATCH 256
+
+/*
+ * XORs the keystream of one batch of blocks (counter, counter + 1, ... mod
+ * 2^128) into whole blocks: in -> out, in == out allowed.
+ */
+typedef void (*sm4_batch_fn)(const uint32_t rk[SM4_ROUNDS], const uint8_t counter[16],
+                             const uint8_t *in, uint8_t *out);
+
+/* A vectorised path: batch[i] processes width << i blocks, for i = 0 .. max_log2. */
+typedef struct sm4_impl {
+    unsigned width;
+    unsigned max_log2;
+    sm4_batch_fn batch[5];
+} sm4_impl;
+
+/* cipher_backend.key_new/key_free for SM4 (the schedule is 32 round keys in a tde_secret). */
+tde_status sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t key_len);
+void sm4_key_free(void *sched);
+
+/*
+ * cipher_backend.process on top of @p impl: full batches in place, a partial
+ * first or last batch through a stack buffer with the smallest batch that
+ * covers it.
+ */
+tde_status sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsigned skip,
+                       const uint8_t *in, uint8_t *out, size_t len);
+
+/* Adds @p n to the 128-bit big-endian counter @p ctr (mod 2^128). */
+void sm4_counter_add(uint8_t ctr[16], uint64_t n);
+
+/*
+ * Fills the counters of @p groups registers-full of @p width lanes each in
+ * transposed form: word w (0..3) of the block in lane l of group g goes to
+ * words[(g * 4 + w) * width + l]. Lane 4j+i (j: 128-bit lane, i: word in it)
+ * holds block g * width + i * (width / 4) + j, so that the 4x4 transposes at
+ * the end put the blocks back in order. The kernels use it when the counter's
+ * low 32 bits wrap inside a batch (otherwise they add lane offsets in SIMD).
+ */
+void sm4_counters_transposed(const uint8_t ctr[16], unsigned width, unsigned groups,
+                             uint32_t *words);
+
+#endif
