@@ -1034,6 +1034,73 @@ test_filedict_group_commit_under_threads(void **state)
     free(dir);
 }
 
+struct acked_worker {
+    tde_filedict *d;
+    int id;
+    bool acked[50];
+};
+
+static void *
+acked_worker_main(void *arg)
+{
+    struct acked_worker *w = arg;
+    for (int i = 0; i < 50; i++) {
+        char name[32];
+        tde_file_entry e = entry_for((uint64_t)(w->id * 50 + i));
+        snprintf(name, sizeof(name), "w%d/%d", w->id, i);
+        w->acked[i] = tde_filedict_put(w->d, name, &e) == TDE_OK;
+    }
+    return NULL;
+}
+
+/* A failed fsync under group commit fails every call of its batch and every later call; after
+ * reopening, every acknowledged entry is there. */
+static void
+test_filedict_failed_group_commit_keeps_every_acknowledged_entry(void **state)
+{
+    (void)state;
+
+    for (int kind = 0; kind < 2; kind++) {
+        char *dir = test_tmpdir("filedict");
+        tde_filedict *d;
+        pthread_t th[4];
+        struct acked_worker w[4];
+        int acked = 0, failed = 0;
+
+        assert_tde_ok(open_dict(&d, dir, false, 0));
+        tde_fileio_inject_reset();
+        tde_fileio_inject(kind ? TDE_FILEIO_WRITE : TDE_FILEIO_FSYNC, 20, kind ? ENOSPC : EIO,
+                          kind == 1);
+        for (int i = 0; i < 4; i++) {
+            memset(&w[i], 0, sizeof(w[i]));
+            w[i].d = d;
+            w[i].id = i;
+            assert_int_equal(pthread_create(&th[i], NULL, acked_worker_main, &w[i]), 0);
+        }
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+        tde_fileio_inject_reset();
+        tde_filedict_close(d);
+        assert_tde_ok(open_dict(&d, dir, false, 0));
+        for (int t = 0; t < 4; t++)
+            for (int i = 0; i < 50; i++) {
+                char name[32];
+                tde_file_entry e = entry_for((uint64_t)(t * 50 + i));
+                snprintf(name, sizeof(name), "w%d/%d", t, i);
+                if (w[t].acked[i]) {
+                    assert_entry(d, name, &e);
+                    acked++;
+                } else {
+                    failed++;
+                }
+            }
+        assert_true(acked >= 19 && failed > 0);
+        tde_filedict_close(d);
+        test_rmtree(dir);
+        free(dir);
+    }
+}
+
 /* A read-only open never writes, and follows a log that a writer appends to and compacts. */
 static void
 test_filedict_read_only_follows_a_live_writer(void **state)
@@ -1292,6 +1359,7 @@ main(void)
         cmocka_unit_test(test_filedict_fault_injection_at_every_io_call),
         cmocka_unit_test(test_filedict_crash_at_every_failpoint),
         cmocka_unit_test(test_filedict_group_commit_under_threads),
+        cmocka_unit_test(test_filedict_failed_group_commit_keeps_every_acknowledged_entry),
         cmocka_unit_test(test_filedict_read_only_follows_a_live_writer),
         cmocka_unit_test(test_filedict_read_only_refresh_races_a_writer_thread),
         cmocka_unit_test(test_filedict_put_appends_one_record_not_a_rewrite),
