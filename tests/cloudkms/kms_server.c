@@ -1,4 +1,5 @@
 /* Local KMS test servers, each stopped by its own pid. */
+#include <fcntl.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -65,6 +66,14 @@ kms_server_start(kms_server *s, int port, const char *const *extra)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        /* Not the test's stdout/stderr: ctest would wait for a leftover server holding them. */
+        char log[600];
+        snprintf(log, sizeof(log), "%s/server.log", s->dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+        }
         setenv("NODE_PATH", TDE_NODE_MODULES, 1);
         execvp(argv[0], (char *const *)argv);
         _exit(127);

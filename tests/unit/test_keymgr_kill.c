@@ -258,26 +258,36 @@ test_keymgr_kill_at_random_moments_keeps_acknowledged_state(void **state)
             worker(&c, fds[1], child_seed);
         }
         close(fds[1]);
-        /* Half the rounds kill anywhere (also during open), half once the worker is working. */
-        if (round % 2 == 1 && read(fds[0], &r, sizeof(r)) == (ssize_t)sizeof(r))
-            assert_int_equal(r.done, 2);
-        usleep((useconds_t)(test_rand(&seed) % 40000));
-        kill(pid, SIGKILL);
-        assert_int_equal(waitpid(pid, &ws, 0), pid);
-        if (!WIFSIGNALED(ws))
-            fail_msg("round %d: worker exited with %d", round, WEXITSTATUS(ws));
-        while (read(fds[0], &r, sizeof(r)) == (ssize_t)sizeof(r)) {
+        /*
+         * Half the rounds kill anywhere (also during open); the other half only
+         * after the worker acknowledged its first operation, however slow the
+         * machine, so every run kills after real work.
+         */
+        bool wait_for_work = round % 2 == 1, killed = false;
+        for (;;) {
+            if (!wait_for_work && !killed) {
+                usleep((useconds_t)(test_rand(&seed) % 40000));
+                kill(pid, SIGKILL);
+                assert_int_equal(waitpid(pid, &ws, 0), pid);
+                if (!WIFSIGNALED(ws))
+                    fail_msg("round %d: worker exited with %d", round, WEXITSTATUS(ws));
+                killed = true;
+            }
+            if (read(fds[0], &r, sizeof(r)) != (ssize_t)sizeof(r))
+                break;
             if (r.done == 2)
                 continue;
             if (r.done) {
                 apply(model, &r);
                 total_ops++;
                 have_last = false;
+                wait_for_work = false;
             } else {
                 last = r;
                 have_last = true;
             }
         }
+        assert_true(killed);
         close(fds[0]);
         inflight_rounds += have_last;
         verify(&c, model, have_last ? &last : NULL, round);
