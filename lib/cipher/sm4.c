@@ -94,51 +94,69 @@ sm4_counters_transposed(const uint8_t ctr[16], unsigned width, unsigned groups, 
     }
 }
 
-/* Runs the smallest batch of @p impl covering bytes [skip, skip + len) through @p buf. */
-static void
-bounce(const sm4_impl *impl, const uint32_t *rk, const uint8_t ctr[16], unsigned skip,
-       const uint8_t *in, uint8_t *out, size_t len, uint8_t *buf)
-{
-    size_t blocks = (skip + len + 15) / 16;
-    unsigned i = 0;
-
-    while ((size_t)impl->width << i < blocks)
-        i++;
-    memset(buf, 0, skip);
-    memcpy(buf + skip, in, len);
-    memset(buf + skip + len, 0, ((size_t)impl->width << i) * 16 - skip - len);
-    impl->batch[i](rk, ctr, buf, buf);
-    memcpy(out, buf + skip, len);
-    OPENSSL_cleanse(buf, ((size_t)impl->width << i) * 16); /* holds bare keystream */
-}
-
 tde_status
 sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsigned skip,
             const uint8_t *in, uint8_t *out, size_t len)
 {
     const uint32_t *rk = (const uint32_t *)(const void *)tde_secret_data(sched);
-    const size_t full = (size_t)impl->width << impl->max_log2; /* blocks per full batch */
-    uint8_t buf[SM4_MAX_BATCH * 16];
+    const size_t chunk = (size_t)impl->width / 4 * 16; /* bytes */
+    const unsigned largest = impl->sizes[impl->n_sizes - 1].groups;
+    const uint8_t *cin[SM4_MAX_GROUPS * SM4_CHUNKS_PER_GROUP];
+    uint8_t *cout[SM4_MAX_GROUPS * SM4_CHUNKS_PER_GROUP];
+    uint8_t edge[2][64], spare[64]; /* first and last partial chunk; chunks past the end */
     uint8_t ctr[16];
 
     if (skip >= 16)
         return tde_error_set(TDE_ERR_INVALID_ARG, "sm4: skip %u is not below the block size", skip);
     memcpy(ctr, counter, 16);
-    if (skip != 0 && len != 0) {
-        size_t n = full * 16 - skip < len ? full * 16 - skip : len;
-        bounce(impl, rk, ctr, skip, in, out, n, buf);
+    while (len != 0) {
+        /* This batch covers bytes [skip, skip + n) of the blocks from ctr on. */
+        size_t max = (size_t)largest * impl->width * 16;
+        size_t n = len < max - skip ? len : max - skip;
+        size_t blocks = (skip + n + 15) / 16;
+        unsigned s = 0, chunks;
+        struct {
+            uint8_t *buf;
+            size_t at, from, count; /* chunk byte offset from `in`, buffer offset, bytes */
+        } copies[2];
+        unsigned n_copies = 0;
+
+        while ((size_t)impl->sizes[s].groups * impl->width < blocks)
+            s++;
+        chunks = impl->sizes[s].groups * SM4_CHUNKS_PER_GROUP;
+        for (unsigned c = 0; c < chunks; c++) {
+            size_t lo = c * chunk, hi = lo + chunk; /* offsets from the first block */
+            if (lo >= skip && hi <= skip + n) {
+                cin[c] = in + (lo - skip);
+                cout[c] = out + (lo - skip);
+            } else if (lo < skip + n) {
+                /* A partial chunk: at most the first and the last. */
+                size_t from = lo < skip ? skip - lo : 0;
+                size_t end = hi < skip + n ? chunk : skip + n - lo;
+                uint8_t *buf = edge[n_copies];
+                memset(buf, 0, chunk);
+                memcpy(buf + from, in + (lo + from - skip), end - from);
+                copies[n_copies].buf = buf;
+                copies[n_copies].at = lo + from - skip;
+                copies[n_copies].from = from;
+                copies[n_copies].count = end - from;
+                n_copies++;
+                cin[c] = cout[c] = buf;
+            } else {
+                cin[c] = cout[c] = spare;
+            }
+        }
+        impl->sizes[s].fn(rk, ctr, cin, cout);
+        for (unsigned i = 0; i < n_copies; i++)
+            memcpy(out + copies[i].at, copies[i].buf + copies[i].from, copies[i].count);
         sm4_counter_add(ctr, (skip + n) / 16);
         in += n;
         out += n;
         len -= n;
+        skip = 0;
     }
-    for (; len >= full * 16; len -= full * 16) {
-        impl->batch[impl->max_log2](rk, ctr, in, out);
-        sm4_counter_add(ctr, full);
-        in += full * 16;
-        out += full * 16;
-    }
-    if (len != 0)
-        bounce(impl, rk, ctr, 0, in, out, len, buf);
+    /* The buffers hold keystream. */
+    OPENSSL_cleanse(edge, sizeof(edge));
+    OPENSSL_cleanse(spare, sizeof(spare));
     return TDE_OK;
 }

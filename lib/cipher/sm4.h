@@ -24,21 +24,28 @@ extern const cipher_backend tde_cipher_backend_sm4_aesni;
 /* The S-box of GB/T 32907-2016 (table 1). */
 extern const uint8_t sm4_sbox[256];
 
-/* Largest batch a vectorised path may process at once, in blocks. */
-#define SM4_MAX_BATCH 256
+/* Most registers-full of blocks a batch holds: 17 groups of 16 blocks cover
+ * a 4 KiB block plus a few bytes at any offset (e.g. RocksDB's block + trailer). */
+#define SM4_MAX_GROUPS 17
+/* A batch stores its output in chunks of width / 4 blocks (one 128-bit lane per block). */
+#define SM4_CHUNKS_PER_GROUP 4
 
 /*
- * XORs the keystream of one batch of blocks (counter, counter + 1, ... mod
- * 2^128) into whole blocks: in -> out, in == out allowed.
+ * XORs the keystream of one batch (counter, counter + 1, ... mod 2^128) into
+ * its chunks: chunk c (width / 4 blocks, c = 0 .. 4 * groups - 1) is read from
+ * in[c] and written to out[c]; in[c] == out[c] is allowed.
  */
 typedef void (*sm4_batch_fn)(const uint32_t rk[SM4_ROUNDS], const uint8_t counter[16],
-                             const uint8_t *in, uint8_t *out);
+                             const uint8_t *const *in, uint8_t *const *out);
 
-/* A vectorised path: batch[i] processes width << i blocks, for i = 0 .. max_log2. */
+/* A vectorised path: width blocks per register, batch sizes in ascending order. */
 typedef struct sm4_impl {
     unsigned width;
-    unsigned max_log2;
-    sm4_batch_fn batch[5];
+    unsigned n_sizes;
+    struct {
+        unsigned groups;
+        sm4_batch_fn fn;
+    } sizes[8];
 } sm4_impl;
 
 /* cipher_backend.key_new/key_free for SM4 (the schedule is 32 round keys in a tde_secret). */
@@ -46,9 +53,9 @@ tde_status sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t ke
 void sm4_key_free(void *sched);
 
 /*
- * cipher_backend.process on top of @p impl: full batches in place, a partial
- * first or last batch through a stack buffer with the smallest batch that
- * covers it.
+ * cipher_backend.process on top of @p impl: the smallest batch that covers the
+ * request (or the largest, repeatedly), whole chunks in place, a partial first
+ * or last chunk through a small stack buffer.
  */
 tde_status sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsigned skip,
                        const uint8_t *in, uint8_t *out, size_t len);

@@ -1,6 +1,6 @@
 /*
- * SM4-CTR with AES-NI and AVX2, for CPUs without GFNI: up to 128 blocks in
- * flight as 16 groups of 8, each group held transposed (register w holds word
+ * SM4-CTR with AES-NI and AVX2, for CPUs without GFNI: up to 136 blocks in
+ * flight as 17 groups of 8, each group held transposed (register w holds word
  * w of 8 blocks). The S-box is AESENCLAST (whose SubBytes is inversion in the
  * AES field) between two affine maps done as nibble-table byte shuffles
  * (constants and their derivation: sm4_consts.h, docs/ciphers.md). Compiled
@@ -18,8 +18,8 @@
 
 #define TARGET __attribute__((target("aes,avx2")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
-#define WIDTH 8   /* blocks per register */
-#define GROUPS 16 /* registers-full in flight in a full batch */
+#define WIDTH 8 /* blocks per register */
+#define GROUPS SM4_MAX_GROUPS
 
 static const uint8_t pre_lo[16] = {SM4_AESNI_PRE_LO}, pre_hi[16] = {SM4_AESNI_PRE_HI},
                      post_lo[16] = {SM4_AESNI_POST_LO}, post_hi[16] = {SM4_AESNI_POST_HI};
@@ -75,7 +75,8 @@ sm4_t(__m256i x)
 
 /* XORs the keystream of groups * WIDTH blocks from @p ctr into in -> out. */
 INLINE void
-batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out, const int groups)
+batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8_t *const *out,
+      const int groups)
 {
     const __m256i bswap = _mm256_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12, 3,
                                            2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12);
@@ -88,7 +89,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
     if (w[3] <= UINT32_MAX - (uint32_t)(groups * WIDTH - 1)) {
         /* Lane 4j+i holds block 2i+j (see sm4_counters_transposed). */
         const __m256i lane = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int g = 0; g < groups; g++) {
             x[g][0] = _mm256_set1_epi32((int)w[0]);
             x[g][1] = _mm256_set1_epi32((int)w[1]);
@@ -99,17 +100,17 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
     } else {
         uint32_t words[GROUPS * 4 * WIDTH];
         sm4_counters_transposed(ctr, WIDTH, (unsigned)groups, words);
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int g = 0; g < groups; g++)
             for (int i = 0; i < 4; i++)
                 x[g][i] = _mm256_loadu_si256((const __m256i *)(words + (g * 4 + i) * WIDTH));
     }
 
     for (int r = 0; r < SM4_ROUNDS; r += 4) {
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int k = 0; k < 4; k++) {
             const __m256i key = _mm256_set1_epi32((int)rk[r + k]);
-#pragma GCC unroll 16
+#pragma GCC unroll 17
             for (int g = 0; g < groups; g++) {
                 __m256i t = _mm256_xor_si256(_mm256_xor_si256(x[g][(k + 1) & 3], x[g][(k + 2) & 3]),
                                              _mm256_xor_si256(x[g][(k + 3) & 3], key));
@@ -118,7 +119,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         }
     }
 
-#pragma GCC unroll 16
+#pragma GCC unroll 17
     for (int g = 0; g < groups; g++) {
         /* The output block is X35..X32, i.e. x[3], x[2], x[1], x[0]; transpose back. */
         __m256i t0 = _mm256_unpacklo_epi32(x[g][3], x[g][2]);
@@ -127,12 +128,12 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         __m256i t3 = _mm256_unpackhi_epi32(x[g][1], x[g][0]);
         __m256i o[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
                         _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int k = 0; k < 4; k++) {
             /* o[k] holds blocks g*8 + 2k and g*8 + 2k + 1. */
-            size_t at = (size_t)(g * WIDTH + 2 * k) * 16;
-            __m256i d = _mm256_loadu_si256((const __m256i *)(in + at));
-            _mm256_storeu_si256((__m256i *)(out + at),
+            const int c = g * SM4_CHUNKS_PER_GROUP + k;
+            __m256i d = _mm256_loadu_si256((const __m256i *)(in[c]));
+            _mm256_storeu_si256((__m256i *)(out[c]),
                                 _mm256_xor_si256(d, _mm256_shuffle_epi8(o[k], bswap)));
         }
     }
@@ -141,7 +142,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
 /* One instance per batch size, so that every loop over groups is unrolled. */
 #define BATCH_FN(n)                                                                                \
     static TARGET void batch_##n(const uint32_t rk[SM4_ROUNDS], const uint8_t ctr[16],             \
-                                 const uint8_t *in, uint8_t *out)                                  \
+                                 const uint8_t *const *in, uint8_t *const *out)                    \
     {                                                                                              \
         batch(rk, ctr, in, out, n);                                                                \
     }
@@ -149,12 +150,20 @@ BATCH_FN(1)
 BATCH_FN(2)
 BATCH_FN(4)
 BATCH_FN(8)
+BATCH_FN(12)
 BATCH_FN(16)
+BATCH_FN(17)
 
 static const sm4_impl impl = {
     .width = WIDTH,
-    .max_log2 = 4,
-    .batch = {batch_1, batch_2, batch_4, batch_8, batch_16},
+    .n_sizes = 7,
+    .sizes = {{1, batch_1},
+              {2, batch_2},
+              {4, batch_4},
+              {8, batch_8},
+              {12, batch_12},
+              {16, batch_16},
+              {17, batch_17}},
 };
 
 static bool

@@ -1,5 +1,5 @@
 /*
- * SM4-CTR with GFNI and AVX-512: up to 256 blocks in flight as 16 groups of 16, each
+ * SM4-CTR with GFNI and AVX-512: up to 272 blocks in flight as 17 groups of 16, each
  * group held transposed (register w holds word w of 16 blocks). The S-box is
  * one GF2P8AFFINEQB and one GF2P8AFFINEINVQB (constants and their derivation:
  * sm4_consts.h, docs/ciphers.md). Compiled for these instructions only inside
@@ -16,8 +16,8 @@
 
 #define TARGET __attribute__((target("gfni,avx512f,avx512bw,avx512vl")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
-#define WIDTH 16  /* blocks per register */
-#define GROUPS 16 /* registers-full in flight in a full batch */
+#define WIDTH 16 /* blocks per register */
+#define GROUPS SM4_MAX_GROUPS
 
 /* T = L(tau(x)): the S-box on every byte, then x ^ x<<<2 ^ x<<<10 ^ x<<<18 ^ x<<<24. */
 INLINE __m512i
@@ -35,7 +35,8 @@ sm4_t(__m512i x)
 
 /* XORs the keystream of groups * WIDTH blocks from @p ctr into in -> out. */
 INLINE void
-batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out, const int groups)
+batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8_t *const *out,
+      const int groups)
 {
     const __m512i bswap =
         _mm512_set4_epi32(0x0c0d0e0f, 0x08090a0b, 0x04050607, 0x00010203); /* per 32-bit word */
@@ -49,7 +50,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         /* Lane 4j+i holds block 4i+j (see sm4_counters_transposed). */
         const __m512i lane =
             _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int g = 0; g < groups; g++) {
             x[g][0] = _mm512_set1_epi32((int)w[0]);
             x[g][1] = _mm512_set1_epi32((int)w[1]);
@@ -60,17 +61,17 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
     } else {
         uint32_t words[GROUPS * 4 * WIDTH];
         sm4_counters_transposed(ctr, WIDTH, (unsigned)groups, words);
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int g = 0; g < groups; g++)
             for (int i = 0; i < 4; i++)
                 x[g][i] = _mm512_loadu_si512(words + (g * 4 + i) * WIDTH);
     }
 
     for (int r = 0; r < SM4_ROUNDS; r += 4) {
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int k = 0; k < 4; k++) {
             const __m512i key = _mm512_set1_epi32((int)rk[r + k]);
-#pragma GCC unroll 16
+#pragma GCC unroll 17
             for (int g = 0; g < groups; g++) {
                 __m512i t = _mm512_ternarylogic_epi32(x[g][(k + 1) & 3], x[g][(k + 2) & 3],
                                                       x[g][(k + 3) & 3], 0x96);
@@ -79,7 +80,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         }
     }
 
-#pragma GCC unroll 16
+#pragma GCC unroll 17
     for (int g = 0; g < groups; g++) {
         /* The output block is X35..X32, i.e. x[3], x[2], x[1], x[0]; transpose back. */
         __m512i t0 = _mm512_unpacklo_epi32(x[g][3], x[g][2]);
@@ -88,12 +89,12 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
         __m512i t3 = _mm512_unpackhi_epi32(x[g][1], x[g][0]);
         __m512i o[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
                         _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-#pragma GCC unroll 16
+#pragma GCC unroll 17
         for (int k = 0; k < 4; k++) {
             /* o[k] holds blocks g*16 + 4k .. g*16 + 4k + 3 in order. */
-            size_t at = (size_t)(g * WIDTH + 4 * k) * 16;
-            __m512i d = _mm512_loadu_si512(in + at);
-            _mm512_storeu_si512(out + at, _mm512_xor_si512(d, _mm512_shuffle_epi8(o[k], bswap)));
+            const int c = g * SM4_CHUNKS_PER_GROUP + k;
+            __m512i d = _mm512_loadu_si512(in[c]);
+            _mm512_storeu_si512(out[c], _mm512_xor_si512(d, _mm512_shuffle_epi8(o[k], bswap)));
         }
     }
 }
@@ -101,7 +102,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
 /* One instance per batch size, so that every loop over groups is unrolled. */
 #define BATCH_FN(n)                                                                                \
     static TARGET void batch_##n(const uint32_t rk[SM4_ROUNDS], const uint8_t ctr[16],             \
-                                 const uint8_t *in, uint8_t *out)                                  \
+                                 const uint8_t *const *in, uint8_t *const *out)                    \
     {                                                                                              \
         batch(rk, ctr, in, out, n);                                                                \
     }
@@ -109,12 +110,20 @@ BATCH_FN(1)
 BATCH_FN(2)
 BATCH_FN(4)
 BATCH_FN(8)
+BATCH_FN(12)
 BATCH_FN(16)
+BATCH_FN(17)
 
 static const sm4_impl impl = {
     .width = WIDTH,
-    .max_log2 = 4,
-    .batch = {batch_1, batch_2, batch_4, batch_8, batch_16},
+    .n_sizes = 7,
+    .sizes = {{1, batch_1},
+              {2, batch_2},
+              {4, batch_4},
+              {8, batch_8},
+              {12, batch_12},
+              {16, batch_16},
+              {17, batch_17}},
 };
 
 static bool
