@@ -100,63 +100,52 @@ sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsign
 {
     const uint32_t *rk = (const uint32_t *)(const void *)tde_secret_data(sched);
     const size_t chunk = (size_t)impl->width / 4 * 16; /* bytes */
-    const unsigned largest = impl->sizes[impl->n_sizes - 1].groups;
-    const uint8_t *cin[SM4_MAX_GROUPS * SM4_CHUNKS_PER_GROUP];
-    uint8_t *cout[SM4_MAX_GROUPS * SM4_CHUNKS_PER_GROUP];
-    uint8_t edge[2][64], spare[64]; /* first and last partial chunk; chunks past the end */
+    const size_t max = (size_t)impl->sizes[impl->n_sizes - 1].groups * impl->width * 16;
+    uint8_t head[64], tail[64], spare[64];
     uint8_t ctr[16];
+    bool wipe = false;
 
     if (skip >= 16)
         return tde_error_set(TDE_ERR_INVALID_ARG, "sm4: skip %u is not below the block size", skip);
     memcpy(ctr, counter, 16);
     while (len != 0) {
         /* This batch covers bytes [skip, skip + n) of the blocks from ctr on. */
-        size_t max = (size_t)largest * impl->width * 16;
         size_t n = len < max - skip ? len : max - skip;
-        size_t blocks = (skip + n + 15) / 16;
-        unsigned s = 0, chunks;
-        struct {
-            uint8_t *buf;
-            size_t at, from, count; /* chunk byte offset from `in`, buffer offset, bytes */
-        } copies[2];
-        unsigned n_copies = 0;
+        size_t blocks = (skip + n + 15) / 16, head_len = 0, tail_at, tail_len = 0;
+        sm4_io io = {in, out, skip != 0, (unsigned)((skip + n) / chunk), head, tail, spare};
+        unsigned s = 0;
 
         while ((size_t)impl->sizes[s].groups * impl->width < blocks)
             s++;
-        chunks = impl->sizes[s].groups * SM4_CHUNKS_PER_GROUP;
-        for (unsigned c = 0; c < chunks; c++) {
-            size_t lo = c * chunk, hi = lo + chunk; /* offsets from the first block */
-            if (lo >= skip && hi <= skip + n) {
-                cin[c] = in + (lo - skip);
-                cout[c] = out + (lo - skip);
-            } else if (lo < skip + n) {
-                /* A partial chunk: at most the first and the last. */
-                size_t from = lo < skip ? skip - lo : 0;
-                size_t end = hi < skip + n ? chunk : skip + n - lo;
-                uint8_t *buf = edge[n_copies];
-                memset(buf, 0, chunk);
-                memcpy(buf + from, in + (lo + from - skip), end - from);
-                copies[n_copies].buf = buf;
-                copies[n_copies].at = lo + from - skip;
-                copies[n_copies].from = from;
-                copies[n_copies].count = end - from;
-                n_copies++;
-                cin[c] = cout[c] = buf;
-            } else {
-                cin[c] = cout[c] = spare;
-            }
+        if (io.first) { /* chunk 0 starts before the caller's bytes */
+            head_len = chunk - skip < n ? chunk - skip : n;
+            memset(head, 0, chunk);
+            memcpy(head + skip, in, head_len);
+            if (io.end < 1)
+                io.end = 1;
+            io.in = in + (chunk - skip);
+            io.out = out + (chunk - skip);
         }
-        impl->sizes[s].fn(rk, ctr, cin, cout);
-        for (unsigned i = 0; i < n_copies; i++)
-            memcpy(out + copies[i].at, copies[i].buf + copies[i].from, copies[i].count);
+        tail_at = io.end * chunk - skip; /* chunk end's offset from in */
+        if (tail_at < n) {
+            tail_len = n - tail_at;
+            memset(tail, 0, chunk);
+            memcpy(tail, in + tail_at, tail_len);
+        }
+        impl->sizes[s].fn(rk, ctr, &io);
+        wipe |= io.first != 0 || io.end < impl->sizes[s].groups * SM4_CHUNKS_PER_GROUP;
+        memcpy(out, head + skip, head_len);
+        memcpy(out + tail_at, tail, tail_len);
         sm4_counter_add(ctr, (skip + n) / 16);
         in += n;
         out += n;
         len -= n;
         skip = 0;
     }
-    /* The buffers hold keystream. */
-    OPENSSL_cleanse(edge, sizeof(edge));
-    OPENSSL_cleanse(spare, sizeof(spare));
+    if (wipe) { /* the buffers hold keystream */
+        OPENSSL_cleanse(head, sizeof(head));
+        OPENSSL_cleanse(tail, sizeof(tail));
+        OPENSSL_cleanse(spare, sizeof(spare));
+    }
     return TDE_OK;
 }

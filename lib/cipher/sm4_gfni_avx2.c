@@ -1,5 +1,5 @@
 /*
- * SM4-CTR with GFNI and AVX2: up to 136 blocks in flight as 17 groups of 8, each
+ * SM4-CTR with GFNI and AVX2: up to 128 blocks in flight as 16 groups of 8, each
  * group held transposed (register w holds word w of 8 blocks). The S-box is
  * one GF2P8AFFINEQB and one GF2P8AFFINEINVQB (constants and their derivation:
  * sm4_consts.h, docs/ciphers.md). Compiled for these instructions only inside
@@ -50,8 +50,7 @@ sm4_t(__m256i x)
 
 /* XORs the keystream of groups * WIDTH blocks from @p ctr into in -> out. */
 INLINE void
-batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8_t *const *out,
-      const int groups)
+batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int groups)
 {
     const __m256i bswap = _mm256_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12, 3,
                                            2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12);
@@ -64,7 +63,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
     if (w[3] <= UINT32_MAX - (uint32_t)(groups * WIDTH - 1)) {
         /* Lane 4j+i holds block 2i+j (see sm4_counters_transposed). */
         const __m256i lane = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-#pragma GCC unroll 17
+#pragma GCC unroll 16
         for (int g = 0; g < groups; g++) {
             x[g][0] = _mm256_set1_epi32((int)w[0]);
             x[g][1] = _mm256_set1_epi32((int)w[1]);
@@ -75,17 +74,17 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
     } else {
         uint32_t words[GROUPS * 4 * WIDTH];
         sm4_counters_transposed(ctr, WIDTH, (unsigned)groups, words);
-#pragma GCC unroll 17
+#pragma GCC unroll 16
         for (int g = 0; g < groups; g++)
             for (int i = 0; i < 4; i++)
                 x[g][i] = _mm256_loadu_si256((const __m256i *)(words + (g * 4 + i) * WIDTH));
     }
 
     for (int r = 0; r < SM4_ROUNDS; r += 4) {
-#pragma GCC unroll 17
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             const __m256i key = _mm256_set1_epi32((int)rk[r + k]);
-#pragma GCC unroll 17
+#pragma GCC unroll 16
             for (int g = 0; g < groups; g++) {
                 __m256i t = _mm256_xor_si256(_mm256_xor_si256(x[g][(k + 1) & 3], x[g][(k + 2) & 3]),
                                              _mm256_xor_si256(x[g][(k + 3) & 3], key));
@@ -94,7 +93,11 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
         }
     }
 
-#pragma GCC unroll 17
+    /* A local copy: stores through uint8_t pointers would force reloads of *io. */
+    const sm4_io where = *io;
+    /* The common case: every chunk in place (and no branch per chunk to find it). */
+    const bool direct = where.first == 0 && where.end >= (unsigned)(groups * SM4_CHUNKS_PER_GROUP);
+#pragma GCC unroll 16
     for (int g = 0; g < groups; g++) {
         /* The output block is X35..X32, i.e. x[3], x[2], x[1], x[0]; transpose back. */
         __m256i t0 = _mm256_unpacklo_epi32(x[g][3], x[g][2]);
@@ -103,12 +106,16 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
         __m256i t3 = _mm256_unpackhi_epi32(x[g][1], x[g][0]);
         __m256i o[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
                         _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
-#pragma GCC unroll 17
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             /* o[k] holds blocks g*8 + 2k and g*8 + 2k + 1. */
-            const int c = g * SM4_CHUNKS_PER_GROUP + k;
-            __m256i d = _mm256_loadu_si256((const __m256i *)(in[c]));
-            _mm256_storeu_si256((__m256i *)(out[c]),
+            const unsigned c = (unsigned)(g * SM4_CHUNKS_PER_GROUP + k);
+            const uint8_t *src = where.in + c * 32;
+            uint8_t *dst = where.out + c * 32;
+            if (!direct)
+                sm4_io_chunk(&where, c, 32, &src, &dst);
+            __m256i d = _mm256_loadu_si256((const __m256i *)(src));
+            _mm256_storeu_si256((__m256i *)(dst),
                                 _mm256_xor_si256(d, _mm256_shuffle_epi8(o[k], bswap)));
         }
     }
@@ -117,9 +124,9 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
 /* One instance per batch size, so that every loop over groups is unrolled. */
 #define BATCH_FN(n)                                                                                \
     static TARGET void batch_##n(const uint32_t rk[SM4_ROUNDS], const uint8_t ctr[16],             \
-                                 const uint8_t *const *in, uint8_t *const *out)                    \
+                                 const sm4_io *io)                                                 \
     {                                                                                              \
-        batch(rk, ctr, in, out, n);                                                                \
+        batch(rk, ctr, io, n);                                                                     \
     }
 BATCH_FN(1)
 BATCH_FN(2)
@@ -127,18 +134,19 @@ BATCH_FN(4)
 BATCH_FN(8)
 BATCH_FN(12)
 BATCH_FN(16)
-BATCH_FN(17)
 
 static const sm4_impl impl = {
     .width = WIDTH,
-    .n_sizes = 7,
-    .sizes = {{1, batch_1},
-              {2, batch_2},
-              {4, batch_4},
-              {8, batch_8},
-              {12, batch_12},
-              {16, batch_16},
-              {17, batch_17}},
+    .n_sizes = 6,
+    .sizes =
+        {
+            {1, batch_1},
+            {2, batch_2},
+            {4, batch_4},
+            {8, batch_8},
+            {12, batch_12},
+            {16, batch_16},
+        },
 };
 
 static bool

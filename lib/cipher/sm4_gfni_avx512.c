@@ -1,5 +1,5 @@
 /*
- * SM4-CTR with GFNI and AVX-512: up to 272 blocks in flight as 17 groups of 16, each
+ * SM4-CTR with GFNI and AVX-512: up to 256 blocks in flight as 16 groups of 16, each
  * group held transposed (register w holds word w of 16 blocks). The S-box is
  * one GF2P8AFFINEQB and one GF2P8AFFINEINVQB (constants and their derivation:
  * sm4_consts.h, docs/ciphers.md). Compiled for these instructions only inside
@@ -35,8 +35,7 @@ sm4_t(__m512i x)
 
 /* XORs the keystream of groups * WIDTH blocks from @p ctr into in -> out. */
 INLINE void
-batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8_t *const *out,
-      const int groups)
+batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int groups)
 {
     const __m512i bswap =
         _mm512_set4_epi32(0x0c0d0e0f, 0x08090a0b, 0x04050607, 0x00010203); /* per 32-bit word */
@@ -50,7 +49,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
         /* Lane 4j+i holds block 4i+j (see sm4_counters_transposed). */
         const __m512i lane =
             _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-#pragma GCC unroll 17
+#pragma GCC unroll 16
         for (int g = 0; g < groups; g++) {
             x[g][0] = _mm512_set1_epi32((int)w[0]);
             x[g][1] = _mm512_set1_epi32((int)w[1]);
@@ -61,17 +60,17 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
     } else {
         uint32_t words[GROUPS * 4 * WIDTH];
         sm4_counters_transposed(ctr, WIDTH, (unsigned)groups, words);
-#pragma GCC unroll 17
+#pragma GCC unroll 16
         for (int g = 0; g < groups; g++)
             for (int i = 0; i < 4; i++)
                 x[g][i] = _mm512_loadu_si512(words + (g * 4 + i) * WIDTH);
     }
 
     for (int r = 0; r < SM4_ROUNDS; r += 4) {
-#pragma GCC unroll 17
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             const __m512i key = _mm512_set1_epi32((int)rk[r + k]);
-#pragma GCC unroll 17
+#pragma GCC unroll 16
             for (int g = 0; g < groups; g++) {
                 __m512i t = _mm512_ternarylogic_epi32(x[g][(k + 1) & 3], x[g][(k + 2) & 3],
                                                       x[g][(k + 3) & 3], 0x96);
@@ -80,7 +79,11 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
         }
     }
 
-#pragma GCC unroll 17
+    /* A local copy: stores through uint8_t pointers would force reloads of *io. */
+    const sm4_io where = *io;
+    /* The common case: every chunk in place (and no branch per chunk to find it). */
+    const bool direct = where.first == 0 && where.end >= (unsigned)(groups * SM4_CHUNKS_PER_GROUP);
+#pragma GCC unroll 16
     for (int g = 0; g < groups; g++) {
         /* The output block is X35..X32, i.e. x[3], x[2], x[1], x[0]; transpose back. */
         __m512i t0 = _mm512_unpacklo_epi32(x[g][3], x[g][2]);
@@ -89,12 +92,16 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
         __m512i t3 = _mm512_unpackhi_epi32(x[g][1], x[g][0]);
         __m512i o[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
                         _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-#pragma GCC unroll 17
+#pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             /* o[k] holds blocks g*16 + 4k .. g*16 + 4k + 3 in order. */
-            const int c = g * SM4_CHUNKS_PER_GROUP + k;
-            __m512i d = _mm512_loadu_si512(in[c]);
-            _mm512_storeu_si512(out[c], _mm512_xor_si512(d, _mm512_shuffle_epi8(o[k], bswap)));
+            const unsigned c = (unsigned)(g * SM4_CHUNKS_PER_GROUP + k);
+            const uint8_t *src = where.in + c * 64;
+            uint8_t *dst = where.out + c * 64;
+            if (!direct)
+                sm4_io_chunk(&where, c, 64, &src, &dst);
+            __m512i d = _mm512_loadu_si512(src);
+            _mm512_storeu_si512(dst, _mm512_xor_si512(d, _mm512_shuffle_epi8(o[k], bswap)));
         }
     }
 }
@@ -102,9 +109,9 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *const *in, uint8
 /* One instance per batch size, so that every loop over groups is unrolled. */
 #define BATCH_FN(n)                                                                                \
     static TARGET void batch_##n(const uint32_t rk[SM4_ROUNDS], const uint8_t ctr[16],             \
-                                 const uint8_t *const *in, uint8_t *const *out)                    \
+                                 const sm4_io *io)                                                 \
     {                                                                                              \
-        batch(rk, ctr, in, out, n);                                                                \
+        batch(rk, ctr, io, n);                                                                     \
     }
 BATCH_FN(1)
 BATCH_FN(2)
@@ -112,18 +119,19 @@ BATCH_FN(4)
 BATCH_FN(8)
 BATCH_FN(12)
 BATCH_FN(16)
-BATCH_FN(17)
 
 static const sm4_impl impl = {
     .width = WIDTH,
-    .n_sizes = 7,
-    .sizes = {{1, batch_1},
-              {2, batch_2},
-              {4, batch_4},
-              {8, batch_8},
-              {12, batch_12},
-              {16, batch_16},
-              {17, batch_17}},
+    .n_sizes = 6,
+    .sizes =
+        {
+            {1, batch_1},
+            {2, batch_2},
+            {4, batch_4},
+            {8, batch_8},
+            {12, batch_12},
+            {16, batch_16},
+        },
 };
 
 static bool
