@@ -133,6 +133,41 @@ test_sm4_matches_openssl_at_random_offsets(void **state)
     }
 }
 
+/* Every batch size, partial chunk and spare chunk: lengths around each boundary, three skips. */
+static void
+test_sm4_matches_openssl_at_batch_edges(void **state)
+{
+    const cipher_backend *b = *state;
+    static const size_t bases[] = {0, 16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096, 8192};
+    static const unsigned skips[] = {0, 1, 15};
+    uint8_t key[16] = {0x5a}, ctr[16] = {0xc3};
+
+    if (!available(b))
+        skip();
+    void *sched = key_new(b, key);
+    for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+        for (int delta = -17; delta <= 17; delta++) {
+            if ((long)bases[i] + delta < 1)
+                continue;
+            size_t len = (size_t)((long)bases[i] + delta);
+            for (size_t k = 0; k < sizeof(skips) / sizeof(skips[0]); k++) {
+                uint8_t *buf = malloc(len), *expect = malloc(len);
+                assert_true(buf && expect);
+                for (size_t j = 0; j < len; j++)
+                    buf[j] = (uint8_t)(j * 31 + k);
+                openssl_ctr(key, ctr, skips[k], buf, expect, len);
+                assert_tde_ok(b->process(sched, ctr, skips[k], buf, buf, len));
+                if (memcmp(buf, expect, len) != 0)
+                    fail_msg("%s: length %zu, skip %u differs from OpenSSL", b->name, len,
+                             skips[k]);
+                free(buf);
+                free(expect);
+            }
+        }
+    }
+    b->key_free(sched);
+}
+
 /* Splitting a stream at any byte gives the same bytes as one call. */
 static void
 test_sm4_split_calls_match_one_call(void **state)
@@ -198,6 +233,7 @@ test_sm4_rejects_other_methods_and_bad_keys(void **state)
 #define SM4_TESTS(b, label)                                                                        \
     SM4_CASE(test_sm4_gbt32907_vectors, b, label),                                                 \
         SM4_CASE(test_sm4_matches_openssl_at_random_offsets, b, label),                            \
+        SM4_CASE(test_sm4_matches_openssl_at_batch_edges, b, label),                               \
         SM4_CASE(test_sm4_split_calls_match_one_call, b, label),                                   \
         SM4_CASE(test_sm4_rejects_other_methods_and_bad_keys, b, label)
 
