@@ -10,8 +10,6 @@
 #include "cipher/sm4.h"
 
 #ifdef SM4_HAVE_X86
-#include <string.h>
-
 #include <immintrin.h>
 
 #include "cipher/sm4_consts.h"
@@ -73,7 +71,7 @@ sm4_t(__m256i x)
     return _mm256_xor_si256(_mm256_xor_si256(x, rol_bytes(x, 3)), t);
 }
 
-/* XORs the keystream of groups * WIDTH blocks from @p ctr into in -> out. */
+/* XORs the keystream of groups * WIDTH blocks from @p ctr into the chunks @p io names. */
 INLINE void
 batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int groups)
 {
@@ -135,10 +133,14 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int gro
         for (int k = 0; k < 4; k++) {
             /* o[k] holds blocks g*8 + 2k and g*8 + 2k + 1. */
             const unsigned c = (unsigned)(g * SM4_CHUNKS_PER_GROUP + k);
-            const uint8_t *src = where.in + c * 32;
-            uint8_t *dst = where.out + c * 32;
-            if (!direct)
+            const uint8_t *src;
+            uint8_t *dst;
+            if (direct) {
+                src = where.in + c * 32;
+                dst = where.out + c * 32;
+            } else {
                 sm4_io_chunk(&where, c, 32, &src, &dst);
+            }
             __m256i d = _mm256_loadu_si256((const __m256i *)(src));
             _mm256_storeu_si256((__m256i *)(dst),
                                 _mm256_xor_si256(d, _mm256_shuffle_epi8(o[k], bswap)));

@@ -8,8 +8,6 @@
 #include "cipher/sm4.h"
 
 #ifdef SM4_HAVE_X86
-#include <string.h>
-
 #include <immintrin.h>
 
 #include "cipher/sm4_consts.h"
@@ -33,7 +31,7 @@ sm4_t(__m512i x)
     return _mm512_ternarylogic_epi32(a, _mm512_rol_epi32(x, 18), _mm512_rol_epi32(x, 24), 0x96);
 }
 
-/* XORs the keystream of groups * WIDTH blocks from @p ctr into in -> out. */
+/* XORs the keystream of groups * WIDTH blocks from @p ctr into the chunks @p io names. */
 INLINE void
 batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int groups)
 {
@@ -96,10 +94,14 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int gro
         for (int k = 0; k < 4; k++) {
             /* o[k] holds blocks g*16 + 4k .. g*16 + 4k + 3 in order. */
             const unsigned c = (unsigned)(g * SM4_CHUNKS_PER_GROUP + k);
-            const uint8_t *src = where.in + c * 64;
-            uint8_t *dst = where.out + c * 64;
-            if (!direct)
+            const uint8_t *src;
+            uint8_t *dst;
+            if (direct) {
+                src = where.in + c * 64;
+                dst = where.out + c * 64;
+            } else {
                 sm4_io_chunk(&where, c, 64, &src, &dst);
+            }
             __m512i d = _mm512_loadu_si512(src);
             _mm512_storeu_si512(dst, _mm512_xor_si512(d, _mm512_shuffle_epi8(o[k], bswap)));
         }
