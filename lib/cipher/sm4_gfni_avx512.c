@@ -139,6 +139,7 @@ static const sm4_impl impl = {
 static bool
 supports(tde_method m)
 {
+    __builtin_cpu_init(); /* idempotent; needed if called before constructors ran */
     return m == TDE_METHOD_SM4_CTR && __builtin_cpu_supports("gfni") &&
            __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");
