@@ -25,12 +25,25 @@ load_be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/*
+ * S-box lookup that reads every entry, so that the key-dependent index leaves
+ * no trace in the cache (the vector paths compute the S-box instead).
+ */
+static uint32_t
+sbox_ct(uint32_t x)
+{
+    uint32_t r = 0;
+    for (uint32_t i = 0; i < 256; i++)
+        r |= sm4_sbox[i] & (((i ^ x) - 1) >> 8 & 0xff); /* 0xff only when i == x */
+    return r;
+}
+
 /* The key schedule's T': S-box on each byte, then L'(b) = b ^ (b <<< 13) ^ (b <<< 23). */
 static uint32_t
 key_transform(uint32_t x)
 {
-    uint32_t b = (uint32_t)sm4_sbox[x >> 24] << 24 | (uint32_t)sm4_sbox[(x >> 16) & 0xff] << 16 |
-                 (uint32_t)sm4_sbox[(x >> 8) & 0xff] << 8 | sm4_sbox[x & 0xff];
+    uint32_t b = sbox_ct(x >> 24) << 24 | sbox_ct((x >> 16) & 0xff) << 16 |
+                 sbox_ct((x >> 8) & 0xff) << 8 | sbox_ct(x & 0xff);
     return b ^ rol32(b, 13) ^ rol32(b, 23);
 }
 
