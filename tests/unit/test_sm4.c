@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "cipher/sm4.h"
+#include "tde/cipher.h"
 #include "testutil.h"
 
 /* GB/T 32907-2016, appendix A, example 1 (and example 2: 1,000,000 encryptions). */
@@ -225,6 +226,48 @@ test_sm4_rejects_other_methods_and_bad_keys(void **state)
 }
 
 #ifdef SM4_HAVE_X86
+/* Through the public API: sm4-ctr goes to the first vector path this CPU has, and each can be
+ * forced. */
+static void
+test_sm4_registered_fastest_first(void **state)
+{
+    const cipher_backend *paths[] = {&tde_cipher_backend_sm4_gfni_avx512,
+                                     &tde_cipher_backend_sm4_gfni_avx2,
+                                     &tde_cipher_backend_sm4_aesni};
+    const char *expect = "gcrypt";
+    uint8_t key[16] = {7};
+    tde_cipher *c = NULL;
+
+    (void)state;
+    if (getenv("TDE_CIPHER_BACKEND") != NULL) {
+        print_message("TDE_CIPHER_BACKEND is set: the default order is overridden; skipped\n");
+        skip();
+    }
+    for (int i = 2; i >= 0; i--)
+        if (paths[i]->supports(TDE_METHOD_SM4_CTR))
+            expect = paths[i]->name;
+    assert_tde_ok(tde_cipher_set_backends(NULL));
+    assert_tde_ok(tde_cipher_new(&c, TDE_METHOD_SM4_CTR, key, sizeof(key)));
+    assert_string_equal(tde_cipher_backend(c), expect);
+    tde_cipher_free(c);
+    assert_non_null(
+        strstr(tde_cipher_backends_available(), "sm4-gfni-avx512,sm4-gfni-avx2,sm4-aesni,gcrypt"));
+
+    for (int i = 0; i < 3; i++) {
+        assert_tde_ok(tde_cipher_set_backends(paths[i]->name));
+        tde_status st = tde_cipher_new(&c, TDE_METHOD_SM4_CTR, key, sizeof(key));
+        if (paths[i]->supports(TDE_METHOD_SM4_CTR)) {
+            assert_tde_ok(st);
+            assert_string_equal(tde_cipher_backend(c), paths[i]->name);
+            tde_cipher_free(c);
+        } else {
+            print_message("%s: not supported by this CPU; forcing it must fail\n", paths[i]->name);
+            assert_int_equal(st, TDE_ERR_UNSUPPORTED);
+        }
+    }
+    assert_tde_ok(tde_cipher_set_backends(NULL));
+}
+
 /* Each case once per backend, named "<case> <backend>". */
 #define SM4_CASE(fn, b, label)                                                                     \
     {                                                                                              \
@@ -244,6 +287,7 @@ main(void)
         SM4_TESTS(tde_cipher_backend_sm4_gfni_avx512, "sm4-gfni-avx512"),
         SM4_TESTS(tde_cipher_backend_sm4_gfni_avx2, "sm4-gfni-avx2"),
         SM4_TESTS(tde_cipher_backend_sm4_aesni, "sm4-aesni"),
+        cmocka_unit_test(test_sm4_registered_fastest_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
