@@ -49,9 +49,12 @@ nibble_affine(__m256i x, const uint8_t *lo_table, const uint8_t *hi_table)
         _mm256_shuffle_epi8(hi, _mm256_and_si256(_mm256_srli_epi16(x, 4), mask)));
 }
 
-/* T = L(tau(x)): the S-box on every byte, then x ^ x<<<2 ^ x<<<10 ^ x<<<18 ^ x<<<24. */
+/*
+ * One round: x0 ^ T(x) with T = L(tau(.)): the S-box on every byte, then
+ * L(y) = y ^ y<<<2 ^ y<<<10 ^ y<<<18 ^ y<<<24.
+ */
 INLINE __m256i
-sm4_t(__m256i x)
+sm4_round(__m256i x0, __m256i x)
 {
     /* AESENCLAST applies ShiftRows after SubBytes; this shuffle undoes it in advance. */
     const __m256i inv_shift_rows =
@@ -66,9 +69,9 @@ sm4_t(__m256i x)
     hi = _mm_aesenclast_si128(_mm256_extracti128_si256(x, 1), _mm_setzero_si128());
     x = nibble_affine(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1), post_lo, post_hi);
     /* x<<<2 ^ x<<<10 ^ x<<<18 = (x ^ x<<<8 ^ x<<<16) <<< 2 */
-    t = _mm256_xor_si256(_mm256_xor_si256(x, rol_bytes(x, 1)), rol_bytes(x, 2));
-    t = _mm256_xor_si256(_mm256_slli_epi32(t, 2), _mm256_srli_epi32(t, 30));
-    return _mm256_xor_si256(_mm256_xor_si256(x, rol_bytes(x, 3)), t);
+    t = _mm256_xor_si256(x, _mm256_xor_si256(rol_bytes(x, 1), rol_bytes(x, 2)));
+    return _mm256_xor_si256(_mm256_xor_si256(_mm256_xor_si256(x0, x), rol_bytes(x, 3)),
+                            _mm256_xor_si256(_mm256_slli_epi32(t, 2), _mm256_srli_epi32(t, 30)));
 }
 
 /* XORs the keystream of groups * WIDTH blocks from @p ctr into the chunks @p io names. */
@@ -109,9 +112,10 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int gro
             const __m256i key = _mm256_set1_epi32((int)rk[r + k]);
 #pragma GCC unroll 16
             for (int g = 0; g < groups; g++) {
-                __m256i t = _mm256_xor_si256(_mm256_xor_si256(x[g][(k + 1) & 3], x[g][(k + 2) & 3]),
-                                             _mm256_xor_si256(x[g][(k + 3) & 3], key));
-                x[g][k] = _mm256_xor_si256(x[g][k], sm4_t(t));
+                /* x[(k + 3) & 3] is the newest word: XOR it in last. */
+                __m256i t =
+                    _mm256_xor_si256(_mm256_xor_si256(x[g][(k + 1) & 3], x[g][(k + 2) & 3]), key);
+                x[g][k] = sm4_round(x[g][k], _mm256_xor_si256(t, x[g][(k + 3) & 3]));
             }
         }
     }

@@ -30,9 +30,12 @@ rol_bytes(__m256i x, int bytes)
     return _mm256_shuffle_epi8(x, bytes == 1 ? m8 : bytes == 2 ? m16 : m24);
 }
 
-/* T = L(tau(x)): the S-box on every byte, then x ^ x<<<2 ^ x<<<10 ^ x<<<18 ^ x<<<24. */
+/*
+ * One round: x0 ^ T(x) with T = L(tau(.)): the S-box on every byte, then
+ * L(y) = y ^ y<<<2 ^ y<<<10 ^ y<<<18 ^ y<<<24.
+ */
 INLINE __m256i
-sm4_t(__m256i x)
+sm4_round(__m256i x0, __m256i x)
 {
     const __m256i pre = _mm256_set1_epi64x((long long)SM4_GFNI_PRE_MATRIX);
     const __m256i post = _mm256_set1_epi64x((long long)SM4_GFNI_POST_MATRIX);
@@ -41,9 +44,9 @@ sm4_t(__m256i x)
     x = _mm256_gf2p8affine_epi64_epi8(x, pre, SM4_GFNI_PRE_CONST);
     x = _mm256_gf2p8affineinv_epi64_epi8(x, post, SM4_GFNI_POST_CONST);
     /* x<<<2 ^ x<<<10 ^ x<<<18 = (x ^ x<<<8 ^ x<<<16) <<< 2 */
-    t = _mm256_xor_si256(_mm256_xor_si256(x, rol_bytes(x, 1)), rol_bytes(x, 2));
-    t = _mm256_xor_si256(_mm256_slli_epi32(t, 2), _mm256_srli_epi32(t, 30));
-    return _mm256_xor_si256(_mm256_xor_si256(x, rol_bytes(x, 3)), t);
+    t = _mm256_xor_si256(x, _mm256_xor_si256(rol_bytes(x, 1), rol_bytes(x, 2)));
+    return _mm256_xor_si256(_mm256_xor_si256(_mm256_xor_si256(x0, x), rol_bytes(x, 3)),
+                            _mm256_xor_si256(_mm256_slli_epi32(t, 2), _mm256_srli_epi32(t, 30)));
 }
 
 /* XORs the keystream of groups * WIDTH blocks from @p ctr into the chunks @p io names. */
@@ -84,9 +87,10 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int gro
             const __m256i key = _mm256_set1_epi32((int)rk[r + k]);
 #pragma GCC unroll 16
             for (int g = 0; g < groups; g++) {
-                __m256i t = _mm256_xor_si256(_mm256_xor_si256(x[g][(k + 1) & 3], x[g][(k + 2) & 3]),
-                                             _mm256_xor_si256(x[g][(k + 3) & 3], key));
-                x[g][k] = _mm256_xor_si256(x[g][k], sm4_t(t));
+                /* x[(k + 3) & 3] is the newest word: XOR it in last. */
+                __m256i t =
+                    _mm256_xor_si256(_mm256_xor_si256(x[g][(k + 1) & 3], x[g][(k + 2) & 3]), key);
+                x[g][k] = sm4_round(x[g][k], _mm256_xor_si256(t, x[g][(k + 3) & 3]));
             }
         }
     }

@@ -17,18 +17,24 @@
 #define WIDTH 16 /* blocks per register */
 #define GROUPS SM4_MAX_GROUPS
 
-/* T = L(tau(x)): the S-box on every byte, then x ^ x<<<2 ^ x<<<10 ^ x<<<18 ^ x<<<24. */
+/*
+ * One round: x0 ^ T(t) with T = L(tau(.)): the S-box on every byte, then
+ * L(y) = y ^ y<<<2 ^ y<<<10 ^ y<<<18 ^ y<<<24. The six terms are XORed as two
+ * independent three-way XORs, to keep the round's dependency chain short.
+ */
 INLINE __m512i
-sm4_t(__m512i x)
+sm4_round(__m512i x0, __m512i t)
 {
     const __m512i pre = _mm512_set1_epi64((long long)SM4_GFNI_PRE_MATRIX);
     const __m512i post = _mm512_set1_epi64((long long)SM4_GFNI_POST_MATRIX);
-    __m512i a;
+    __m512i y, a, b;
 
-    x = _mm512_gf2p8affine_epi64_epi8(x, pre, SM4_GFNI_PRE_CONST);
-    x = _mm512_gf2p8affineinv_epi64_epi8(x, post, SM4_GFNI_POST_CONST);
-    a = _mm512_ternarylogic_epi32(x, _mm512_rol_epi32(x, 2), _mm512_rol_epi32(x, 10), 0x96);
-    return _mm512_ternarylogic_epi32(a, _mm512_rol_epi32(x, 18), _mm512_rol_epi32(x, 24), 0x96);
+    y = _mm512_gf2p8affine_epi64_epi8(t, pre, SM4_GFNI_PRE_CONST);
+    y = _mm512_gf2p8affineinv_epi64_epi8(y, post, SM4_GFNI_POST_CONST);
+    a = _mm512_ternarylogic_epi32(x0, y, _mm512_rol_epi32(y, 2), 0x96);
+    b = _mm512_ternarylogic_epi32(_mm512_rol_epi32(y, 10), _mm512_rol_epi32(y, 18),
+                                  _mm512_rol_epi32(y, 24), 0x96);
+    return _mm512_xor_si512(a, b);
 }
 
 /* XORs the keystream of groups * WIDTH blocks from @p ctr into the chunks @p io names. */
@@ -70,9 +76,10 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int gro
             const __m512i key = _mm512_set1_epi32((int)rk[r + k]);
 #pragma GCC unroll 16
             for (int g = 0; g < groups; g++) {
-                __m512i t = _mm512_ternarylogic_epi32(x[g][(k + 1) & 3], x[g][(k + 2) & 3],
-                                                      x[g][(k + 3) & 3], 0x96);
-                x[g][k] = _mm512_xor_si512(x[g][k], sm4_t(_mm512_xor_si512(t, key)));
+                /* x[(k + 3) & 3] is the newest word: XOR it in last. */
+                __m512i t =
+                    _mm512_ternarylogic_epi32(x[g][(k + 1) & 3], x[g][(k + 2) & 3], key, 0x96);
+                x[g][k] = sm4_round(x[g][k], _mm512_xor_si512(t, x[g][(k + 3) & 3]));
             }
         }
     }
