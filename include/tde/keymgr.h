@@ -57,6 +57,8 @@ typedef struct tde_keymgr_config {
     /** Seconds since the epoch; NULL uses the real clock. Lets tests move time. */
     uint64_t (*clock)(void *arg);
     void *clock_arg;
+    /** Old data keys no file uses are removed, except the newest this many; 0: default (3). */
+    unsigned keep_unused_keys;
 } tde_keymgr_config;
 
 TDE_API TDE_MUST_USE tde_status tde_keymgr_open(tde_keymgr **out, const tde_keymgr_config *cfg);
@@ -81,6 +83,15 @@ TDE_API TDE_MUST_USE tde_status tde_keymgr_new_file(tde_keymgr *km, const char *
  */
 TDE_API TDE_MUST_USE tde_status tde_keymgr_get_file(tde_keymgr *km, const char *path,
                                                     tde_file_key **out);
+
+/**
+ * Like tde_keymgr_get_file(), for a caller about to write to or append to an
+ * existing file: while the current method is not plaintext, a file missing
+ * from the dictionary is refused with TDE_ERR_STATE naming it, whatever the
+ * enforce setting, so plaintext files never grow silently.
+ */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_get_file_for_append(tde_keymgr *km, const char *path,
+                                                               tde_file_key **out);
 
 /** Drops @p path's entry (after the caller removed the file). Missing entries are not an error. */
 TDE_API TDE_MUST_USE tde_status tde_keymgr_delete_file(tde_keymgr *km, const char *path);
@@ -110,6 +121,81 @@ TDE_API TDE_MUST_USE tde_status tde_keymgr_rotate_data_key(tde_keymgr *km);
  * failure everything stays as it was.
  */
 TDE_API TDE_MUST_USE tde_status tde_keymgr_rotate_master_key(tde_keymgr *km, const char *new_uri);
+
+/* ---- Metrics and inspection ---- */
+
+#define TDE_KEYMGR_METRICS_VERSION 1
+
+/** Counters a host can export (tde-ctl metrics prints them in Prometheus format). */
+typedef struct tde_keymgr_metrics {
+    unsigned version;            /**< TDE_KEYMGR_METRICS_VERSION */
+    bool encryption_initialized; /**< the current method is not plaintext */
+    bool enforce;                /**< files missing from the dictionary are errors */
+    tde_method method;           /**< the current data key's method */
+    uint64_t current_key_id;
+    uint64_t current_key_created; /**< seconds since the epoch */
+    uint64_t data_keys;           /**< keys in the key dictionary */
+    uint64_t encrypted_files;     /**< entries in the file dictionary */
+    uint64_t key_dict_bytes;      /**< size of the sealed key dictionary file */
+    uint64_t file_dict_snapshot_bytes, file_dict_log_bytes;
+    /** Metadata reads (lookups) and writes (durable changes): count and total nanoseconds. */
+    uint64_t meta_reads, meta_read_ns, meta_writes, meta_write_ns;
+    uint64_t rotations;          /**< data-key rotations done by this handle */
+    uint64_t rotation_failures;  /**< failed rotation attempts (each logged) */
+    uint64_t last_rotation_time; /**< seconds since the epoch of the last rotation, 0: none */
+    uint64_t keys_removed;       /**< unused old keys removed by this handle */
+    uint64_t plaintext_lookups;  /**< get_file calls answered "plaintext: not in the dictionary" */
+} tde_keymgr_metrics;
+
+/** Fills @p out. Never fails on a valid handle. */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_metrics_get(tde_keymgr *km, tde_keymgr_metrics *out);
+
+/** One data key as listed: never its bytes. */
+typedef struct tde_keymgr_key_info {
+    uint64_t id;
+    tde_method method;
+    uint64_t created; /**< seconds since the epoch */
+    bool current;
+    uint64_t files; /**< file-dictionary entries using it */
+} tde_keymgr_key_info;
+
+/** Calls @p fn for every data key, oldest first; a non-zero return stops the walk. */
+TDE_API TDE_MUST_USE tde_status
+tde_keymgr_list_keys(tde_keymgr *km, int (*fn)(void *arg, const tde_keymgr_key_info *k), void *arg);
+
+/** One file-dictionary entry as listed. @p name is the stored "<root>/<relative>" name. */
+typedef struct tde_keymgr_file_info {
+    const char *name; /**< borrowed for the callback */
+    uint64_t key_id;
+    tde_method method;
+    uint8_t iv[TDE_CIPHER_IV_LEN];
+} tde_keymgr_file_info;
+
+/**
+ * Calls @p fn for every file entry (unspecified order); a non-zero return
+ * stops the walk. @p fn must not call back into @p km.
+ */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_list_files(
+    tde_keymgr *km, int (*fn)(void *arg, const tde_keymgr_file_info *f), void *arg);
+
+/**
+ * Walks every root directory (recursively) and calls @p fn with the path of
+ * each regular file that has no entry: files that are plaintext on disk. The
+ * key manager's own directory is skipped. *count (may be NULL) gets the number.
+ */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_list_plaintext_files(
+    tde_keymgr *km, int (*fn)(void *arg, const char *path), void *arg, uint64_t *count);
+
+/**
+ * Runs what is due now, on the caller's thread: a data-key rotation when the
+ * period has passed (or a retry of a failed one), then removal of unused old
+ * keys. The key manager also does this on its own background thread.
+ */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_maintain(tde_keymgr *km);
+
+/** The stored name of @p path ("<root>/<relative>") into @p buf; INVALID_ARG if under no root. */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_stored_name(tde_keymgr *km, const char *path, char *buf,
+                                                       size_t cap);
 
 #ifdef __cplusplus
 }
