@@ -134,10 +134,12 @@ sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsign
             head_len = chunk - skip < n ? chunk - skip : n;
             memset(head, 0, chunk);
             memcpy(head + skip, in, head_len);
-            if (io.end < 1)
+            if (io.end < 1) { /* everything is in the head chunk */
                 io.end = 1;
-            io.in = in + (chunk - skip);
-            io.out = out + (chunk - skip);
+            } else {
+                io.in = in + (chunk - skip);
+                io.out = out + (chunk - skip);
+            }
         }
         tail_at = io.end * chunk - skip; /* chunk end's offset from in */
         if (tail_at < n) {
@@ -148,7 +150,8 @@ sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsign
         impl->sizes[s].fn(rk, ctr, &io);
         wipe |= io.first != 0 || io.end < impl->sizes[s].groups * SM4_CHUNKS_PER_GROUP;
         memcpy(out, head + skip, head_len);
-        memcpy(out + tail_at, tail, tail_len);
+        if (tail_len != 0)
+            memcpy(out + tail_at, tail, tail_len);
         sm4_counter_add(ctr, (skip + n) / 16);
         in += n;
         out += n;
