@@ -44,12 +44,28 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# ensure_node_modules BUILD_DIR: the npm packages the tests run (the Tencent Cloud SDK's TC3
+# signer, pinned by tests/cloudkms/package-lock.json) in BUILD_DIR/npm; reinstalled only
+# when the lock file changes.
+ensure_node_modules() {
+    local dir=$1/npm lock=$ROOT/tests/cloudkms/package-lock.json
+    if [ -f "$dir/node_modules/.tde-stamp" ] && cmp -s "$lock" "$dir/package-lock.json"; then
+        return
+    fi
+    log "npm ci in $dir"
+    mkdir -p "$dir"
+    cp "$ROOT/tests/cloudkms/package.json" "$lock" "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$dir/node_modules/.tde-stamp"
+}
+
 # build DIR [cmake options...]
 build() {
     local dir=$1
     shift
     cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
     cmake --build "$dir" -j "$JOBS"
+    ensure_node_modules "$dir"
 }
 
 TOTAL_PASSED=0

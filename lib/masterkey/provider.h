@@ -8,5 +8,8 @@
 /* The built-in vtables, registered lazily by registry.c. */
 extern const tde_masterkey_provider_vtable masterkey_keyfile_vtable;
 extern const tde_masterkey_provider_vtable masterkey_testkey_vtable;
+extern const tde_masterkey_provider_vtable masterkey_kmip_vtable;
+extern const tde_masterkey_provider_vtable masterkey_aws_kms_vtable;
+extern const tde_masterkey_provider_vtable masterkey_tencent_kms_vtable;
 
 #endif

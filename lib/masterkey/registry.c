@@ -113,6 +113,9 @@ register_builtins(void)
     /* Cannot fail: the registry is empty and the vtables are complete. */
     (void)add_locked(&masterkey_keyfile_vtable);
     (void)add_locked(&masterkey_testkey_vtable);
+    (void)add_locked(&masterkey_kmip_vtable);
+    (void)add_locked(&masterkey_aws_kms_vtable);
+    (void)add_locked(&masterkey_tencent_kms_vtable);
     pthread_mutex_unlock(&registry_lock);
 }
 

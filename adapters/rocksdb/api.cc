@@ -1,0 +1,336 @@
+// Configuration, URIs, factories (C++, C and RocksDB's ObjectLibrary).
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <rocksdb/convenience.h>
+#include <rocksdb/utilities/object_registry.h>
+#include <rocksdb/version.h>
+
+#include "encrypted_fs.h"
+#include "tde/rocksdb.hpp"
+
+namespace tde
+{
+namespace
+{
+
+thread_local std::string c_last_error;
+
+// A parsed "libtde:" URI owns the strings a tde_rocksdb_config points at.
+struct ParsedUri {
+    std::string dir, master, previous, method;
+    std::vector<std::string> root_names, root_paths;
+    std::vector<tde_keymgr_root> roots;
+    tde_rocksdb_config cfg{};
+};
+
+rocksdb::Status
+ParseUri(const std::string &uri, ParsedUri *out)
+{
+    const std::string prefix = TDE_ROCKSDB_URI_PREFIX;
+    if (uri.compare(0, prefix.size(), prefix) != 0)
+        return rocksdb::Status::InvalidArgument("libtde: URI must start with " + prefix + ": " +
+                                                uri);
+    std::vector<std::string> items;
+    size_t i = prefix.size();
+    while (i <= uri.size()) {
+        size_t j = uri.find(',', i);
+        if (j == std::string::npos)
+            j = uri.size();
+        items.push_back(uri.substr(i, j - i));
+        i = j + 1;
+    }
+    ParsedUri &p = *out;
+    p.cfg.version = TDE_ROCKSDB_CONFIG_VERSION;
+    p.cfg.enforce = -1;
+    p.dir = items[0];
+    for (size_t k = 1; k < items.size(); k++) {
+        const std::string &it = items[k];
+        size_t colon = it.find(':');
+        std::string key = it.substr(0, colon);
+        std::string val = colon == std::string::npos ? "" : it.substr(colon + 1);
+        if (key == "master") {
+            p.master = val;
+        } else if (key == "previous") {
+            p.previous = val;
+        } else if (key == "method") {
+            p.method = val;
+        } else if (key == "rotation") {
+            p.cfg.rotation_period_seconds = strtoull(val.c_str(), nullptr, 10);
+        } else if (key == "enforce") {
+            p.cfg.enforce = val.empty() || val == "1" || val == "true" ? 1 : 0;
+        } else if (key == "read_only") {
+            p.cfg.read_only = val.empty() || val == "1" || val == "true";
+        } else if (key == "info_log" && (val == "plaintext" || val == "encrypted")) {
+            p.cfg.plaintext_info_log = val == "plaintext";
+        } else if (key == "root" && val.find(':') != std::string::npos) {
+            p.root_names.push_back(val.substr(0, val.find(':')));
+            p.root_paths.push_back(val.substr(val.find(':') + 1));
+        } else {
+            return rocksdb::Status::InvalidArgument(
+                "libtde: unknown URI item '" + it +
+                "' (known: master:, previous:, method:, rotation:, enforce, read_only, "
+                "info_log:plaintext|encrypted, root:<name>:<path>)");
+        }
+    }
+    if (p.dir.empty() || p.master.empty())
+        return rocksdb::Status::InvalidArgument(
+            "libtde: URI needs a key-manager directory and master:<uri>: " + uri);
+    for (size_t k = 0; k < p.root_names.size(); k++)
+        p.roots.push_back(tde_keymgr_root{p.root_names[k].c_str(), p.root_paths[k].c_str()});
+    p.cfg.keymgr_dir = p.dir.c_str();
+    p.cfg.master_key_uri = p.master.c_str();
+    p.cfg.previous_master_key_uri = p.previous.empty() ? nullptr : p.previous.c_str();
+    p.cfg.method = p.method.empty() ? nullptr : p.method.c_str();
+    p.cfg.roots = p.roots.empty() ? nullptr : p.roots.data();
+    p.cfg.n_roots = p.roots.size();
+    return rocksdb::Status::OK();
+}
+
+std::mutex handles_mu;
+std::map<std::string, std::weak_ptr<KeyManagerHandle>> handles;
+
+// One open key manager per directory and process, shared by every FileSystem on it.
+rocksdb::Status
+OpenHandle(const tde_rocksdb_config &cfg, std::shared_ptr<KeyManagerHandle> *out)
+{
+    if (cfg.version != TDE_ROCKSDB_CONFIG_VERSION)
+        return rocksdb::Status::InvalidArgument("libtde: tde_rocksdb_config.version " +
+                                                std::to_string(cfg.version) + " is not " +
+                                                std::to_string(TDE_ROCKSDB_CONFIG_VERSION));
+    if (cfg.keymgr_dir == nullptr || cfg.master_key_uri == nullptr)
+        return rocksdb::Status::InvalidArgument(
+            "libtde: the configuration needs keymgr_dir and master_key_uri");
+    tde_method method = TDE_METHOD_AES256_CTR;
+    if (cfg.method != nullptr) {
+        tde_status st = tde_method_from_name(&method, cfg.method);
+        if (st != TDE_OK)
+            return StatusFromTde(st, "libtde");
+    }
+    std::string key = KeyManagerPath(cfg.keymgr_dir);
+    std::lock_guard<std::mutex> lock(handles_mu);
+    auto it = handles.find(key);
+    if (it != handles.end()) {
+        std::shared_ptr<KeyManagerHandle> h = it->second.lock();
+        if (h) {
+            *out = h;
+            return rocksdb::Status::OK();
+        }
+    }
+    static const tde_keymgr_root default_root = {"fs", "/"};
+    tde_keymgr_config kc{};
+    kc.version = TDE_KEYMGR_CONFIG_VERSION;
+    kc.dir = cfg.keymgr_dir;
+    kc.roots = cfg.roots != nullptr ? cfg.roots : &default_root;
+    kc.n_roots = cfg.roots != nullptr ? cfg.n_roots : 1;
+    kc.method = method;
+    kc.rotation_period_seconds = cfg.rotation_period_seconds;
+    kc.master_key_uri = cfg.master_key_uri;
+    kc.previous_master_key_uri = cfg.previous_master_key_uri;
+    kc.enforce = cfg.enforce;
+    kc.read_only = cfg.read_only;
+    auto h = std::make_shared<KeyManagerHandle>();
+    tde_status st = tde_keymgr_open(&h->km, &kc);
+    if (st != TDE_OK)
+        return StatusFromTde(st, "libtde");
+    h->plaintext_info_log = cfg.plaintext_info_log;
+    h->read_only = cfg.read_only;
+    h->dir = key;
+    handles[key] = h;
+    *out = h;
+    return rocksdb::Status::OK();
+}
+
+void
+RegisterFactories(rocksdb::ObjectLibrary &lib)
+{
+    using rocksdb::ObjectLibrary;
+    lib.AddFactory<rocksdb::FileSystem>(
+        ObjectLibrary::PatternEntry("libtde", false).AddSeparator(":"),
+        [](const std::string &uri, std::unique_ptr<rocksdb::FileSystem> *guard,
+           std::string *errmsg) -> rocksdb::FileSystem * {
+            std::shared_ptr<rocksdb::FileSystem> fs;
+            rocksdb::Status s = NewEncryptedFileSystem(uri, &fs);
+            if (!s.ok()) {
+                *errmsg = s.ToString();
+                return nullptr;
+            }
+            // The guard must own its object: wrap the shared one.
+            struct Owner : rocksdb::FileSystemWrapper {
+                using FileSystemWrapper::FileSystemWrapper;
+                const char *
+                Name() const override
+                {
+                    return "libtde-shared";
+                }
+            };
+            guard->reset(new Owner(fs));
+            return guard->get();
+        });
+    // The env= option rejects guarded objects: Envs live as long as the process, one per URI.
+    lib.AddFactory<rocksdb::Env>(ObjectLibrary::PatternEntry("libtde", false).AddSeparator(":"),
+                                 [](const std::string &uri, std::unique_ptr<rocksdb::Env> *,
+                                    std::string *errmsg) -> rocksdb::Env * {
+                                     static std::mutex mu;
+                                     static std::map<std::string, rocksdb::Env *> envs;
+                                     std::lock_guard<std::mutex> lock(mu);
+                                     auto it = envs.find(uri);
+                                     if (it != envs.end())
+                                         return it->second;
+                                     std::unique_ptr<rocksdb::Env> env;
+                                     rocksdb::Status s = NewEncryptedEnv(uri, &env);
+                                     if (!s.ok()) {
+                                         *errmsg = s.ToString();
+                                         return nullptr;
+                                     }
+                                     envs[uri] = env.get();
+                                     return env.release();
+                                 });
+}
+
+std::once_flag register_once;
+
+// Loading the library (LD_PRELOAD into the stock tools, or linking it) registers the factories.
+const int registered_at_load = (tde_rocksdb_register(), 0);
+
+} // namespace
+
+rocksdb::Status
+NewEncryptedFileSystem(const tde_rocksdb_config &cfg, std::shared_ptr<rocksdb::FileSystem> *out)
+{
+    std::shared_ptr<KeyManagerHandle> h;
+    rocksdb::Status s = OpenHandle(cfg, &h);
+    if (!s.ok())
+        return s;
+    *out = std::make_shared<EncryptedFileSystem>(rocksdb::FileSystem::Default(), h);
+    return rocksdb::Status::OK();
+}
+
+rocksdb::Status
+NewEncryptedFileSystem(const std::string &uri, std::shared_ptr<rocksdb::FileSystem> *out)
+{
+    ParsedUri p;
+    rocksdb::Status s = ParseUri(uri, &p);
+    if (!s.ok())
+        return s;
+    return NewEncryptedFileSystem(p.cfg, out);
+}
+
+rocksdb::Status
+NewEncryptedEnv(const tde_rocksdb_config &cfg, std::unique_ptr<rocksdb::Env> *out)
+{
+    std::shared_ptr<rocksdb::FileSystem> fs;
+    rocksdb::Status s = NewEncryptedFileSystem(cfg, &fs);
+    if (!s.ok())
+        return s;
+    *out = rocksdb::NewCompositeEnv(fs);
+    return rocksdb::Status::OK();
+}
+
+rocksdb::Status
+NewEncryptedEnv(const std::string &uri, std::unique_ptr<rocksdb::Env> *out)
+{
+    ParsedUri p;
+    rocksdb::Status s = ParseUri(uri, &p);
+    if (!s.ok())
+        return s;
+    return NewEncryptedEnv(p.cfg, out);
+}
+
+bool
+IsEncryptedFileSystem(const rocksdb::FileSystem *fs)
+{
+    while (fs != nullptr) {
+        if (dynamic_cast<const EncryptedFileSystem *>(fs) != nullptr)
+            return true;
+        auto *w = dynamic_cast<const rocksdb::FileSystemWrapper *>(fs);
+        fs = w != nullptr ? w->target() : nullptr;
+    }
+    return false;
+}
+
+rocksdb::Status
+CheckEncryptedOptions(const rocksdb::DBOptions &opts)
+{
+    const rocksdb::Env *env = opts.env != nullptr ? opts.env : rocksdb::Env::Default();
+    if (!IsEncryptedFileSystem(env->GetFileSystem().get()))
+        return rocksdb::Status::InvalidArgument(
+            "libtde: the options' Env does not encrypt (was \"env=libtde:...\" parsed without "
+            "libtde-rocksdb loaded?)");
+    if (opts.allow_mmap_reads || opts.allow_mmap_writes)
+        return rocksdb::Status::NotSupported("libtde: turn off allow_mmap_reads/writes");
+    if (opts.use_direct_io_for_flush_and_compaction)
+        return rocksdb::Status::NotSupported(
+            "libtde: turn off use_direct_io_for_flush_and_compaction");
+    return rocksdb::Status::OK();
+}
+
+} // namespace tde
+
+#if ROCKSDB_MAJOR == 7 && ROCKSDB_MINOR == 8
+// A replica of RocksDB 7.8's private struct in db/c.cc (checked by the version test above).
+struct rocksdb_env_t {
+    rocksdb::Env *rep;
+    bool is_default;
+};
+#define TDE_ROCKSDB_ENV_REPLICA 1
+#endif
+
+namespace
+{
+tde_status
+CError(tde_status st, const rocksdb::Status &s)
+{
+    tde::c_last_error = s.ToString();
+    return st;
+}
+} // namespace
+
+extern "C" TDE_API tde_status
+tde_rocksdb_env_new(rocksdb_env_t **out, const tde_rocksdb_config *cfg)
+{
+    if (out == nullptr || cfg == nullptr)
+        return CError(TDE_ERR_INVALID_ARG, rocksdb::Status::InvalidArgument(
+                                               "libtde: tde_rocksdb_env_new: NULL argument"));
+#ifdef TDE_ROCKSDB_ENV_REPLICA
+    std::unique_ptr<rocksdb::Env> env;
+    rocksdb::Status s = tde::NewEncryptedEnv(*cfg, &env);
+    if (!s.ok())
+        return CError(s.IsInvalidArgument() ? TDE_ERR_INVALID_ARG : TDE_ERR_IO, s);
+    *out = new rocksdb_env_t{env.release(), false};
+    return TDE_OK;
+#else
+    return CError(TDE_ERR_UNSUPPORTED,
+                  rocksdb::Status::NotSupported("libtde: rocksdb_env_t replica checked for RocksDB "
+                                                "7.8 only; use env=libtde:... options strings"));
+#endif
+}
+
+extern "C" TDE_API tde_status
+tde_rocksdb_env_new_from_uri(rocksdb_env_t **out, const char *uri)
+{
+    if (uri == nullptr)
+        return CError(TDE_ERR_INVALID_ARG, rocksdb::Status::InvalidArgument(
+                                               "libtde: tde_rocksdb_env_new_from_uri: NULL uri"));
+    tde::ParsedUri p;
+    rocksdb::Status s = tde::ParseUri(uri, &p);
+    if (!s.ok())
+        return CError(TDE_ERR_INVALID_ARG, s);
+    return tde_rocksdb_env_new(out, &p.cfg);
+}
+
+extern "C" TDE_API const char *
+tde_rocksdb_last_error(void)
+{
+    return tde::c_last_error.c_str();
+}
+
+extern "C" TDE_API const char *
+tde_rocksdb_register(void)
+{
+    std::call_once(tde::register_once,
+                   [] { tde::RegisterFactories(*rocksdb::ObjectLibrary::Default()); });
+    return TDE_ROCKSDB_URI_PREFIX;
+}

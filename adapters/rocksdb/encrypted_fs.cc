@@ -1,0 +1,1078 @@
+// libtde's encrypted rocksdb::FileSystem: every file through every open path.
+#include "encrypted_fs.h"
+
+#include <pthread.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include <rocksdb/env.h>
+
+namespace tde
+{
+
+using rocksdb::DataVerificationInfo;
+using rocksdb::FileOptions;
+using rocksdb::FSRandomAccessFile;
+using rocksdb::FSRandomRWFile;
+using rocksdb::FSReadRequest;
+using rocksdb::FSSequentialFile;
+using rocksdb::FSWritableFile;
+using rocksdb::IODebugContext;
+using rocksdb::IOOptions;
+using rocksdb::IOStatus;
+using rocksdb::Slice;
+
+IOStatus
+StatusFromTde(tde_status st, const std::string &context)
+{
+    std::string msg = tde_last_error();
+    if (msg.empty())
+        msg = tde_status_str(st);
+    if (!context.empty() && msg.find(context) == std::string::npos)
+        msg = context + ": " + msg;
+    switch (st) {
+    case TDE_OK: return IOStatus::OK();
+    case TDE_ERR_INVALID_ARG: return IOStatus::InvalidArgument(msg);
+    case TDE_ERR_NOT_FOUND: return IOStatus::PathNotFound(msg);
+    default: return IOStatus::IOError(msg);
+    }
+}
+
+std::string
+KeyManagerPath(const std::string &fname)
+{
+    std::string in = fname;
+    if (in.empty() || in[0] != '/') {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof(cwd)) != nullptr)
+            in = std::string(cwd) + "/" + in;
+    }
+    std::vector<std::string> parts;
+    size_t i = 0;
+    while (i <= in.size()) {
+        size_t j = in.find('/', i);
+        if (j == std::string::npos)
+            j = in.size();
+        std::string p = in.substr(i, j - i);
+        if (p == "..") {
+            if (!parts.empty())
+                parts.pop_back();
+        } else if (!p.empty() && p != ".") {
+            parts.push_back(p);
+        }
+        i = j + 1;
+    }
+    std::string out;
+    for (const std::string &p : parts)
+        out += "/" + p;
+    return out.empty() ? "/" : out;
+}
+
+#ifdef TDE_ROCKSDB_KEYSTREAM_AUDIT
+namespace
+{
+struct AuditTrack {
+    std::string bytes;
+    std::vector<bool> set;
+};
+std::mutex audit_mu;
+std::map<std::string, AuditTrack> audit_map;
+uint64_t audit_violations = 0;
+
+void
+AuditRecord(const tde_file_key *fk, uint64_t off, const char *plain, size_t n)
+{
+    std::string id(reinterpret_cast<const char *>(tde_file_key_iv(fk)), TDE_CIPHER_IV_LEN);
+    id += std::to_string(tde_file_key_id(fk));
+    std::lock_guard<std::mutex> lock(audit_mu);
+    AuditTrack &t = audit_map[id];
+    if (t.bytes.size() < off + n) {
+        t.bytes.resize(off + n);
+        t.set.resize(off + n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (t.set[off + i] && t.bytes[off + i] != plain[i])
+            audit_violations++;
+        t.bytes[off + i] = plain[i];
+        t.set[off + i] = true;
+    }
+}
+} // namespace
+
+uint64_t
+KeystreamAuditViolations()
+{
+    std::lock_guard<std::mutex> lock(audit_mu);
+    return audit_violations;
+}
+#else
+uint64_t
+KeystreamAuditViolations()
+{
+    return 0;
+}
+#endif
+
+namespace
+{
+
+// Encrypts or decrypts in place (or from @p in to @p out); plaintext files are copied.
+IOStatus
+Crypt(const tde_file_key *fk, uint64_t off, const char *in, char *out, size_t n,
+      const std::string &fname)
+{
+    if (n == 0)
+        return IOStatus::OK();
+    if (tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT) {
+        if (in != out)
+            memcpy(out, in, n);
+        return IOStatus::OK();
+    }
+    tde_status st = tde_file_key_process(fk, off, in, out, n);
+    if (st != TDE_OK)
+        return StatusFromTde(st, fname);
+    return IOStatus::OK();
+}
+
+IOStatus
+Encrypt(const tde_file_key *fk, uint64_t off, const char *in, char *out, size_t n,
+        const std::string &fname)
+{
+#ifdef TDE_ROCKSDB_KEYSTREAM_AUDIT
+    if (tde_file_key_method(fk) != TDE_METHOD_PLAINTEXT)
+        AuditRecord(fk, off, in, n);
+#endif
+    return Crypt(fk, off, in, out, n, fname);
+}
+
+// Decrypts a read result into @p scratch (copying first if the inner file answered elsewhere).
+IOStatus
+DecryptResult(const tde_file_key *fk, uint64_t off, Slice *result, char *scratch,
+              const std::string &fname)
+{
+    if (result->size() == 0)
+        return IOStatus::OK();
+    if (scratch == nullptr)
+        return IOStatus::NotSupported("libtde: read without a scratch buffer: " + fname);
+    if (result->data() != scratch)
+        memmove(scratch, result->data(), result->size());
+    IOStatus s = Crypt(fk, off, scratch, scratch, result->size(), fname);
+    *result = Slice(scratch, result->size());
+    return s;
+}
+
+struct FileKeyDeleter {
+    void
+    operator()(tde_file_key *fk) const
+    {
+        tde_file_key_free(fk);
+    }
+};
+using FileKeyPtr = std::unique_ptr<tde_file_key, FileKeyDeleter>;
+
+IOStatus
+RefuseUnsafeOptions(const FileOptions &opts, bool writing, const std::string &fname)
+{
+    if (opts.use_mmap_reads && !writing)
+        return IOStatus::NotSupported("libtde: mmap reads (allow_mmap_reads) cannot decrypt "
+                                      "in place; turn them off: " +
+                                      fname);
+    if (writing && opts.use_mmap_writes)
+        return IOStatus::NotSupported("libtde: mmap writes (allow_mmap_writes) bypass "
+                                      "encryption; turn them off: " +
+                                      fname);
+    if (writing && opts.use_direct_writes)
+        return IOStatus::NotSupported(
+            "libtde: direct I/O writes (use_direct_io_for_flush_and_compaction) rewrite the "
+            "padded tail page, which would reuse keystream; turn them off: " +
+            fname);
+    return IOStatus::OK();
+}
+
+class EncryptedSequentialFile : public FSSequentialFile
+{
+  public:
+    EncryptedSequentialFile(std::unique_ptr<FSSequentialFile> f, FileKeyPtr fk, std::string name)
+        : file_(std::move(f)), fk_(std::move(fk)), name_(std::move(name))
+    {
+    }
+    IOStatus
+    Read(size_t n, const IOOptions &opts, Slice *result, char *scratch,
+         IODebugContext *dbg) override
+    {
+        IOStatus s = file_->Read(n, opts, result, scratch, dbg);
+        if (!s.ok())
+            return s;
+        s = DecryptResult(fk_.get(), offset_, result, scratch, name_);
+        offset_ += result->size();
+        return s;
+    }
+    IOStatus
+    Skip(uint64_t n) override
+    {
+        IOStatus s = file_->Skip(n);
+        if (s.ok())
+            offset_ += n;
+        return s;
+    }
+    IOStatus
+    PositionedRead(uint64_t offset, size_t n, const IOOptions &opts, Slice *result, char *scratch,
+                   IODebugContext *dbg) override
+    {
+        IOStatus s = file_->PositionedRead(offset, n, opts, result, scratch, dbg);
+        if (!s.ok())
+            return s;
+        return DecryptResult(fk_.get(), offset, result, scratch, name_);
+    }
+    bool
+    use_direct_io() const override
+    {
+        return file_->use_direct_io();
+    }
+    size_t
+    GetRequiredBufferAlignment() const override
+    {
+        return file_->GetRequiredBufferAlignment();
+    }
+    IOStatus
+    InvalidateCache(size_t offset, size_t length) override
+    {
+        return file_->InvalidateCache(offset, length);
+    }
+    rocksdb::Temperature
+    GetTemperature() const override
+    {
+        return file_->GetTemperature();
+    }
+
+  private:
+    std::unique_ptr<FSSequentialFile> file_;
+    FileKeyPtr fk_;
+    std::string name_;
+    uint64_t offset_ = 0;
+};
+
+class EncryptedRandomAccessFile : public FSRandomAccessFile
+{
+  public:
+    EncryptedRandomAccessFile(std::unique_ptr<FSRandomAccessFile> f, FileKeyPtr fk,
+                              std::string name)
+        : file_(std::move(f)), fk_(std::move(fk)), name_(std::move(name))
+    {
+    }
+    IOStatus
+    Read(uint64_t offset, size_t n, const IOOptions &opts, Slice *result, char *scratch,
+         IODebugContext *dbg) const override
+    {
+        IOStatus s = file_->Read(offset, n, opts, result, scratch, dbg);
+        if (!s.ok())
+            return s;
+        return DecryptResult(fk_.get(), offset, result, scratch, name_);
+    }
+    // The inner MultiRead may batch the I/O (io_uring); decrypt every answer.
+    IOStatus
+    MultiRead(FSReadRequest *reqs, size_t num_reqs, const IOOptions &opts,
+              IODebugContext *dbg) override
+    {
+        IOStatus s = file_->MultiRead(reqs, num_reqs, opts, dbg);
+        if (!s.ok())
+            return s;
+        for (size_t i = 0; i < num_reqs; i++) {
+            if (reqs[i].status.ok())
+                reqs[i].status = DecryptResult(fk_.get(), reqs[i].offset, &reqs[i].result,
+                                               reqs[i].scratch, name_);
+        }
+        return s;
+    }
+    IOStatus
+    ReadAsync(FSReadRequest &req, const IOOptions &opts,
+              std::function<void(const FSReadRequest &, void *)> cb, void *cb_arg, void **io_handle,
+              rocksdb::IOHandleDeleter *del_fn, IODebugContext *dbg) override
+    {
+        const tde_file_key *fk = fk_.get();
+        const std::string *name = &name_;
+        auto decrypting = [fk, name, cb](const FSReadRequest &done, void *arg) {
+            FSReadRequest copy = done;
+            if (copy.status.ok())
+                copy.status = DecryptResult(fk, copy.offset, &copy.result, copy.scratch, *name);
+            cb(copy, arg);
+        };
+        return file_->ReadAsync(req, opts, decrypting, cb_arg, io_handle, del_fn, dbg);
+    }
+    IOStatus
+    Prefetch(uint64_t offset, size_t n, const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Prefetch(offset, n, opts, dbg);
+    }
+    size_t
+    GetUniqueId(char *id, size_t max_size) const override
+    {
+        return file_->GetUniqueId(id, max_size);
+    }
+    void
+    Hint(AccessPattern pattern) override
+    {
+        file_->Hint(pattern);
+    }
+    bool
+    use_direct_io() const override
+    {
+        return file_->use_direct_io();
+    }
+    size_t
+    GetRequiredBufferAlignment() const override
+    {
+        return file_->GetRequiredBufferAlignment();
+    }
+    IOStatus
+    InvalidateCache(size_t offset, size_t length) override
+    {
+        return file_->InvalidateCache(offset, length);
+    }
+    rocksdb::Temperature
+    GetTemperature() const override
+    {
+        return file_->GetTemperature();
+    }
+
+  private:
+    std::unique_ptr<FSRandomAccessFile> file_;
+    FileKeyPtr fk_;
+    std::string name_;
+};
+
+// Appends only at or above the high-water mark: a rewrite of bytes already
+// written (same IV, same offset) would reuse keystream, so it fails closed.
+class EncryptedWritableFile : public FSWritableFile
+{
+  public:
+    EncryptedWritableFile(std::unique_ptr<FSWritableFile> f, FileKeyPtr fk, std::string name,
+                          uint64_t size, const FileOptions &opts)
+        : FSWritableFile(opts), file_(std::move(f)), fk_(std::move(fk)), name_(std::move(name)),
+          size_(size), hwm_(size)
+    {
+    }
+    IOStatus
+    Append(const Slice &data, const IOOptions &opts, IODebugContext *dbg) override
+    {
+        Slice out;
+        IOStatus s = EncryptAt(size_, data, &out);
+        if (!s.ok())
+            return s;
+        s = file_->Append(out, opts, dbg);
+        if (s.ok())
+            Advance(size_, data.size());
+        return s;
+    }
+    // The checksum handed off covers the plaintext; the inner file gets ciphertext, so it
+    // cannot be verified there and is not passed on.
+    IOStatus
+    Append(const Slice &data, const IOOptions &opts, const DataVerificationInfo &,
+           IODebugContext *dbg) override
+    {
+        return Append(data, opts, dbg);
+    }
+    IOStatus
+    PositionedAppend(const Slice &data, uint64_t offset, const IOOptions &opts,
+                     IODebugContext *dbg) override
+    {
+        Slice out;
+        IOStatus s = EncryptAt(offset, data, &out);
+        if (!s.ok())
+            return s;
+        s = file_->PositionedAppend(out, offset, opts, dbg);
+        if (s.ok())
+            Advance(offset, data.size());
+        return s;
+    }
+    IOStatus
+    PositionedAppend(const Slice &data, uint64_t offset, const IOOptions &opts,
+                     const DataVerificationInfo &, IODebugContext *dbg) override
+    {
+        return PositionedAppend(data, offset, opts, dbg);
+    }
+    // Shrinking is allowed, but the mark stays: the truncated range cannot be written again.
+    IOStatus
+    Truncate(uint64_t size, const IOOptions &opts, IODebugContext *dbg) override
+    {
+        IOStatus s = file_->Truncate(size, opts, dbg);
+        if (s.ok())
+            size_ = size;
+        return s;
+    }
+    IOStatus
+    Close(const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Close(opts, dbg);
+    }
+    IOStatus
+    Flush(const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Flush(opts, dbg);
+    }
+    IOStatus
+    Sync(const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Sync(opts, dbg);
+    }
+    IOStatus
+    Fsync(const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Fsync(opts, dbg);
+    }
+    bool
+    IsSyncThreadSafe() const override
+    {
+        return file_->IsSyncThreadSafe();
+    }
+    bool
+    use_direct_io() const override
+    {
+        return file_->use_direct_io();
+    }
+    size_t
+    GetRequiredBufferAlignment() const override
+    {
+        return file_->GetRequiredBufferAlignment();
+    }
+    void
+    SetWriteLifeTimeHint(rocksdb::Env::WriteLifeTimeHint hint) override
+    {
+        file_->SetWriteLifeTimeHint(hint);
+    }
+    void
+    SetIOPriority(rocksdb::Env::IOPriority pri) override
+    {
+        file_->SetIOPriority(pri);
+    }
+    rocksdb::Env::IOPriority
+    GetIOPriority() override
+    {
+        return file_->GetIOPriority();
+    }
+    rocksdb::Env::WriteLifeTimeHint
+    GetWriteLifeTimeHint() override
+    {
+        return file_->GetWriteLifeTimeHint();
+    }
+    uint64_t
+    GetFileSize(const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->GetFileSize(opts, dbg);
+    }
+    void
+    SetPreallocationBlockSize(size_t size) override
+    {
+        file_->SetPreallocationBlockSize(size);
+    }
+    void
+    GetPreallocationStatus(size_t *block_size, size_t *last_allocated_block) override
+    {
+        file_->GetPreallocationStatus(block_size, last_allocated_block);
+    }
+    size_t
+    GetUniqueId(char *id, size_t max_size) const override
+    {
+        return file_->GetUniqueId(id, max_size);
+    }
+    IOStatus
+    InvalidateCache(size_t offset, size_t length) override
+    {
+        return file_->InvalidateCache(offset, length);
+    }
+    IOStatus
+    RangeSync(uint64_t offset, uint64_t nbytes, const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->RangeSync(offset, nbytes, opts, dbg);
+    }
+    void
+    PrepareWrite(size_t offset, size_t len, const IOOptions &opts, IODebugContext *dbg) override
+    {
+        file_->PrepareWrite(offset, len, opts, dbg);
+    }
+    IOStatus
+    Allocate(uint64_t offset, uint64_t len, const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Allocate(offset, len, opts, dbg);
+    }
+
+  private:
+    IOStatus
+    EncryptAt(uint64_t offset, const Slice &data, Slice *out)
+    {
+        if (offset < hwm_)
+            return IOStatus::IOError("libtde: refusing to rewrite " + name_ + " at offset " +
+                                     std::to_string(offset) + " below its high-water mark " +
+                                     std::to_string(hwm_) +
+                                     " (the same keystream would encrypt different data)");
+        if (buf_.size() < data.size())
+            buf_.resize(data.size());
+        IOStatus s = Encrypt(fk_.get(), offset, data.data(), buf_.data(), data.size(), name_);
+        *out = Slice(buf_.data(), data.size());
+        return s;
+    }
+    void
+    Advance(uint64_t offset, size_t n)
+    {
+        size_ = offset + n;
+        if (size_ > hwm_)
+            hwm_ = size_;
+    }
+
+    std::unique_ptr<FSWritableFile> file_;
+    FileKeyPtr fk_;
+    std::string name_;
+    uint64_t size_;
+    uint64_t hwm_;
+    std::vector<char> buf_;
+};
+
+// Only for new, empty files: writes below the high-water mark fail closed.
+class EncryptedRandomRWFile : public FSRandomRWFile
+{
+  public:
+    EncryptedRandomRWFile(std::unique_ptr<FSRandomRWFile> f, FileKeyPtr fk, std::string name)
+        : file_(std::move(f)), fk_(std::move(fk)), name_(std::move(name))
+    {
+    }
+    IOStatus
+    Write(uint64_t offset, const Slice &data, const IOOptions &opts, IODebugContext *dbg) override
+    {
+        if (offset < hwm_)
+            return IOStatus::IOError("libtde: refusing to rewrite " + name_ + " at offset " +
+                                     std::to_string(offset) + " below its high-water mark " +
+                                     std::to_string(hwm_));
+        std::vector<char> buf(data.size());
+        IOStatus s = Encrypt(fk_.get(), offset, data.data(), buf.data(), data.size(), name_);
+        if (!s.ok())
+            return s;
+        s = file_->Write(offset, Slice(buf.data(), buf.size()), opts, dbg);
+        if (s.ok())
+            hwm_ = offset + data.size();
+        return s;
+    }
+    IOStatus
+    Read(uint64_t offset, size_t n, const IOOptions &opts, Slice *result, char *scratch,
+         IODebugContext *dbg) const override
+    {
+        IOStatus s = file_->Read(offset, n, opts, result, scratch, dbg);
+        if (!s.ok())
+            return s;
+        return DecryptResult(fk_.get(), offset, result, scratch, name_);
+    }
+    IOStatus
+    Flush(const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Flush(opts, dbg);
+    }
+    IOStatus
+    Sync(const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Sync(opts, dbg);
+    }
+    IOStatus
+    Fsync(const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Fsync(opts, dbg);
+    }
+    IOStatus
+    Close(const IOOptions &opts, IODebugContext *dbg) override
+    {
+        return file_->Close(opts, dbg);
+    }
+    bool
+    use_direct_io() const override
+    {
+        return file_->use_direct_io();
+    }
+    size_t
+    GetRequiredBufferAlignment() const override
+    {
+        return file_->GetRequiredBufferAlignment();
+    }
+
+  private:
+    std::unique_ptr<FSRandomRWFile> file_;
+    FileKeyPtr fk_;
+    std::string name_;
+    uint64_t hwm_ = 0;
+};
+
+// The info LOG through the encrypted file system (RocksDB's own loggers open it on the target).
+class EncryptedLogger : public rocksdb::Logger
+{
+  public:
+    explicit EncryptedLogger(std::unique_ptr<FSWritableFile> f) : file_(std::move(f)) {}
+    ~EncryptedLogger() override
+    {
+        if (!closed_) {
+            closed_ = true;
+            CloseImpl().PermitUncheckedError();
+        }
+    }
+    using rocksdb::Logger::Logv;
+    void
+    Logv(const char *format, va_list ap) override
+    {
+        struct timeval now;
+        gettimeofday(&now, nullptr);
+        struct tm t;
+        localtime_r(&now.tv_sec, &t);
+        char head[64];
+        snprintf(head, sizeof(head), "%04d/%02d/%02d-%02d:%02d:%02d.%06ld %llx ", t.tm_year + 1900,
+                 t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, (long)now.tv_usec,
+                 (unsigned long long)pthread_self());
+        va_list copy;
+        va_copy(copy, ap);
+        int n = vsnprintf(nullptr, 0, format, copy);
+        va_end(copy);
+        if (n < 0)
+            return;
+        std::string line(head);
+        size_t at = line.size();
+        line.resize(at + (size_t)n + 1);
+        vsnprintf(&line[at], (size_t)n + 1, format, ap);
+        line.resize(at + (size_t)n);
+        if (line.empty() || line.back() != '\n')
+            line.push_back('\n');
+        std::lock_guard<std::mutex> lock(mu_);
+        if (closed_ || !file_)
+            return;
+        if (file_->Append(line, IOOptions(), nullptr).ok())
+            size_ += line.size();
+        file_->Flush(IOOptions(), nullptr).PermitUncheckedError();
+    }
+    size_t
+    GetLogFileSize() const override
+    {
+        return size_;
+    }
+    void
+    Flush() override
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (file_)
+            file_->Flush(IOOptions(), nullptr).PermitUncheckedError();
+    }
+
+  protected:
+    rocksdb::Status
+    CloseImpl() override
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!file_)
+            return rocksdb::Status::OK();
+        IOStatus s = file_->Close(IOOptions(), nullptr);
+        file_.reset();
+        return s;
+    }
+
+  private:
+    std::mutex mu_;
+    std::unique_ptr<FSWritableFile> file_;
+    size_t size_ = 0;
+};
+
+} // namespace
+
+EncryptedFileSystem::EncryptedFileSystem(const std::shared_ptr<rocksdb::FileSystem> &base,
+                                         std::shared_ptr<KeyManagerHandle> km)
+    : FileSystemWrapper(base), km_(std::move(km))
+{
+}
+
+namespace
+{
+const char kPrevSuffix[] = ".tde-prev";
+
+// The key of @p path if it has a (non-plaintext) entry, else nullptr.
+tde_file_key *
+EntryOf(tde_keymgr *km, const std::string &path)
+{
+    tde_file_key *fk = nullptr;
+    if (tde_keymgr_get_file(km, path.c_str(), &fk) != TDE_OK)
+        return nullptr;
+    if (tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT) {
+        tde_file_key_free(fk);
+        return nullptr;
+    }
+    return fk;
+}
+
+bool
+SameKey(const tde_file_key *a, const tde_file_key *b)
+{
+    return tde_file_key_id(a) == tde_file_key_id(b) &&
+           memcmp(tde_file_key_iv(a), tde_file_key_iv(b), TDE_CIPHER_IV_LEN) == 0;
+}
+} // namespace
+
+IOStatus
+EncryptedFileSystem::FileKey(const std::string &fname, bool create, tde_file_key **out)
+{
+    std::string path = KeyManagerPath(fname);
+    tde_status st = create ? tde_keymgr_new_file(km_->km, path.c_str(), out)
+                           : tde_keymgr_get_file(km_->km, path.c_str(), out);
+    if (st != TDE_OK)
+        return StatusFromTde(st, fname);
+    if (!create)
+        return ResolveInterruptedRename(fname, out);
+    return IOStatus::OK();
+}
+
+// A crash inside an overwriting rename (CURRENT.dbtmp -> CURRENT) can leave the new name's
+// entry pointing at the source's key while the old content is still on disk. RenameFile keeps
+// the old entry as "<dst>.tde-prev" until the rename is durable; if it is still there, the
+// rename did not happen exactly when a file in the same directory still carries the new
+// entry's key (the source was not renamed away). Then the old key is the right one.
+IOStatus
+EncryptedFileSystem::ResolveInterruptedRename(const std::string &fname, tde_file_key **fk)
+{
+    std::string prev_path = KeyManagerPath(fname) + kPrevSuffix;
+    FileKeyPtr prev(EntryOf(km_->km, prev_path));
+    if (!prev)
+        return IOStatus::OK();
+    size_t slash = fname.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : fname.substr(0, slash);
+    std::string base = fname.substr(slash == std::string::npos ? 0 : slash + 1);
+    std::vector<std::string> children;
+    IOStatus s = target()->GetChildren(dir, IOOptions(), &children, nullptr);
+    if (!s.ok())
+        return s;
+    bool source_still_there = false;
+    for (const std::string &c : children) {
+        if (c == base || c == "." || c == "..")
+            continue;
+        FileKeyPtr other(EntryOf(km_->km, KeyManagerPath(dir + "/" + c)));
+        if (other && SameKey(other.get(), *fk)) {
+            source_still_there = true;
+            break;
+        }
+    }
+    std::string path = KeyManagerPath(fname);
+    if (!km_->read_only) {
+        tde_status st = TDE_OK;
+        if (source_still_there)
+            st = tde_keymgr_link_file(km_->km, prev_path.c_str(), path.c_str());
+        if (st == TDE_OK)
+            st = tde_keymgr_delete_file(km_->km, prev_path.c_str());
+        if (st != TDE_OK)
+            return StatusFromTde(st, fname);
+    }
+    if (source_still_there) {
+        tde_file_key_free(*fk);
+        *fk = prev.release();
+    }
+    return IOStatus::OK();
+}
+
+IOStatus
+EncryptedFileSystem::NewSequentialFile(const std::string &fname, const FileOptions &opts,
+                                       std::unique_ptr<FSSequentialFile> *result,
+                                       IODebugContext *dbg)
+{
+    IOStatus s = RefuseUnsafeOptions(opts, false, fname);
+    if (!s.ok())
+        return s;
+    std::unique_ptr<FSSequentialFile> inner;
+    s = target()->NewSequentialFile(fname, opts, &inner, dbg);
+    if (!s.ok())
+        return s;
+    tde_file_key *fk = nullptr;
+    s = FileKey(fname, false, &fk);
+    if (!s.ok())
+        return s;
+    result->reset(new EncryptedSequentialFile(std::move(inner), FileKeyPtr(fk), fname));
+    return IOStatus::OK();
+}
+
+IOStatus
+EncryptedFileSystem::NewRandomAccessFile(const std::string &fname, const FileOptions &opts,
+                                         std::unique_ptr<FSRandomAccessFile> *result,
+                                         IODebugContext *dbg)
+{
+    IOStatus s = RefuseUnsafeOptions(opts, false, fname);
+    if (!s.ok())
+        return s;
+    std::unique_ptr<FSRandomAccessFile> inner;
+    s = target()->NewRandomAccessFile(fname, opts, &inner, dbg);
+    if (!s.ok())
+        return s;
+    tde_file_key *fk = nullptr;
+    s = FileKey(fname, false, &fk);
+    if (!s.ok())
+        return s;
+    result->reset(new EncryptedRandomAccessFile(std::move(inner), FileKeyPtr(fk), fname));
+    return IOStatus::OK();
+}
+
+IOStatus
+EncryptedFileSystem::OpenWritable(const std::string &fname, const FileOptions &opts, bool reopen,
+                                  std::unique_ptr<FSWritableFile> *result, IODebugContext *dbg)
+{
+    IOStatus s = RefuseUnsafeOptions(opts, true, fname);
+    if (!s.ok())
+        return s;
+    uint64_t size = 0;
+    bool exists = reopen && target()->FileExists(fname, IOOptions(), dbg).ok();
+    if (exists) {
+        s = target()->GetFileSize(fname, IOOptions(), &size, dbg);
+        if (!s.ok())
+            return s;
+    }
+    // A new file (or a reopened one that did not exist) gets a fresh IV, durable before the
+    // file is created; a reopened file keeps its key and appends above its current size.
+    tde_file_key *fk = nullptr;
+    s = FileKey(fname, !exists, &fk);
+    if (!s.ok())
+        return s;
+    FileKeyPtr key(fk);
+    std::unique_ptr<FSWritableFile> inner;
+    s = reopen ? target()->ReopenWritableFile(fname, opts, &inner, dbg)
+               : target()->NewWritableFile(fname, opts, &inner, dbg);
+    if (!s.ok())
+        return s;
+    result->reset(new EncryptedWritableFile(std::move(inner), std::move(key), fname, size, opts));
+    return IOStatus::OK();
+}
+
+IOStatus
+EncryptedFileSystem::NewWritableFile(const std::string &fname, const FileOptions &opts,
+                                     std::unique_ptr<FSWritableFile> *result, IODebugContext *dbg)
+{
+    return OpenWritable(fname, opts, false, result, dbg);
+}
+
+IOStatus
+EncryptedFileSystem::ReopenWritableFile(const std::string &fname, const FileOptions &opts,
+                                        std::unique_ptr<FSWritableFile> *result,
+                                        IODebugContext *dbg)
+{
+    return OpenWritable(fname, opts, true, result, dbg);
+}
+
+// WAL recycling: rename the old file and truncate it under a fresh IV, so its stale tail is
+// gone and the old keystream is never used again.
+IOStatus
+EncryptedFileSystem::ReuseWritableFile(const std::string &fname, const std::string &old_fname,
+                                       const FileOptions &opts,
+                                       std::unique_ptr<FSWritableFile> *result, IODebugContext *dbg)
+{
+    IOStatus s = RenameFile(old_fname, fname, IOOptions(), dbg);
+    if (!s.ok())
+        return s;
+    return OpenWritable(fname, opts, false, result, dbg);
+}
+
+// Rewriting bytes of an existing file would reuse its keystream. RocksDB 7.8 opens one only
+// to write an ingested SST's global sequence number; on NotSupported it keeps that number in
+// the MANIFEST alone, exactly as with write_global_seqno=false.
+IOStatus
+EncryptedFileSystem::NewRandomRWFile(const std::string &fname, const FileOptions &opts,
+                                     std::unique_ptr<FSRandomRWFile> *result, IODebugContext *dbg)
+{
+    IOStatus s = RefuseUnsafeOptions(opts, true, fname);
+    if (!s.ok())
+        return s;
+    uint64_t size = 0;
+    if (target()->FileExists(fname, IOOptions(), dbg).ok()) {
+        s = target()->GetFileSize(fname, IOOptions(), &size, dbg);
+        if (!s.ok())
+            return s;
+    }
+    if (size > 0)
+        return IOStatus::NotSupported("libtde: in-place rewrites of " + fname +
+                                      " are refused (they would reuse keystream); use "
+                                      "write_global_seqno=false");
+    tde_file_key *fk = nullptr;
+    s = FileKey(fname, true, &fk);
+    if (!s.ok())
+        return s;
+    FileKeyPtr key(fk);
+    std::unique_ptr<FSRandomRWFile> inner;
+    s = target()->NewRandomRWFile(fname, opts, &inner, dbg);
+    if (!s.ok())
+        return s;
+    result->reset(new EncryptedRandomRWFile(std::move(inner), std::move(key), fname));
+    return IOStatus::OK();
+}
+
+IOStatus
+EncryptedFileSystem::NewMemoryMappedFileBuffer(const std::string &fname,
+                                               std::unique_ptr<rocksdb::MemoryMappedFileBuffer> *)
+{
+    return IOStatus::NotSupported("libtde: memory-mapped buffers would expose ciphertext: " +
+                                  fname);
+}
+
+// The key manager's protocol: the destination's entry is durable before the rename, the
+// source's entry is dropped after it, so a crash leaves at most an orphan entry.
+IOStatus
+EncryptedFileSystem::RenameFile(const std::string &src, const std::string &dst,
+                                const IOOptions &opts, IODebugContext *dbg)
+{
+    bool is_dir = false;
+    if (target()->IsDirectory(src, opts, &is_dir, dbg).ok() && is_dir)
+        return RenameDir(src, dst, opts, dbg);
+    std::string s_path = KeyManagerPath(src), d_path = KeyManagerPath(dst);
+    std::string prev_path = d_path + kPrevSuffix;
+    tde_file_key *fk = nullptr;
+    tde_status st = tde_keymgr_get_file(km_->km, s_path.c_str(), &fk);
+    if (st != TDE_OK)
+        return StatusFromTde(st, src);
+    bool plain = tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT;
+    tde_file_key_free(fk);
+    // Replacing an encrypted file: keep its entry until the rename is durable.
+    FileKeyPtr old_dst;
+    if (target()->FileExists(dst, opts, dbg).ok())
+        old_dst.reset(EntryOf(km_->km, d_path));
+    if (old_dst) {
+        st = tde_keymgr_link_file(km_->km, d_path.c_str(), prev_path.c_str());
+        if (st != TDE_OK)
+            return StatusFromTde(st, dst);
+    }
+    st = plain ? tde_keymgr_delete_file(km_->km, d_path.c_str())
+               : tde_keymgr_link_file(km_->km, s_path.c_str(), d_path.c_str());
+    if (st != TDE_OK)
+        return StatusFromTde(st, dst);
+    IOStatus s = target()->RenameFile(src, dst, opts, dbg);
+    if (!s.ok())
+        return s;
+    st = tde_keymgr_delete_file(km_->km, s_path.c_str());
+    if (st == TDE_OK && old_dst)
+        st = tde_keymgr_delete_file(km_->km, prev_path.c_str());
+    if (st != TDE_OK)
+        return StatusFromTde(st, src);
+    return IOStatus::OK();
+}
+
+// A directory rename (checkpoints: "<dir>.tmp" -> "<dir>") moves the entries of every file
+// below it with the same protocol: new names first, rename, then drop the old names.
+IOStatus
+EncryptedFileSystem::RenameDir(const std::string &src, const std::string &dst,
+                               const IOOptions &opts, IODebugContext *dbg)
+{
+    std::vector<std::pair<std::string, std::string>> moved;
+    IOStatus s = CollectEntries(src, dst, opts, dbg, &moved);
+    if (!s.ok())
+        return s;
+    for (const auto &m : moved) {
+        tde_status st = tde_keymgr_link_file(km_->km, m.first.c_str(), m.second.c_str());
+        if (st != TDE_OK)
+            return StatusFromTde(st, m.second);
+    }
+    s = target()->RenameFile(src, dst, opts, dbg);
+    if (!s.ok())
+        return s;
+    for (const auto &m : moved) {
+        tde_status st = tde_keymgr_delete_file(km_->km, m.first.c_str());
+        if (st != TDE_OK)
+            return StatusFromTde(st, m.first);
+    }
+    return IOStatus::OK();
+}
+
+// The (old, new) key-manager names of every encrypted file below @p src.
+IOStatus
+EncryptedFileSystem::CollectEntries(const std::string &src, const std::string &dst,
+                                    const IOOptions &opts, IODebugContext *dbg,
+                                    std::vector<std::pair<std::string, std::string>> *out)
+{
+    std::vector<std::string> children;
+    IOStatus s = target()->GetChildren(src, opts, &children, dbg);
+    if (!s.ok())
+        return s;
+    for (const std::string &c : children) {
+        if (c == "." || c == "..")
+            continue;
+        std::string from = src + "/" + c, to = dst + "/" + c;
+        bool is_dir = false;
+        if (target()->IsDirectory(from, opts, &is_dir, dbg).ok() && is_dir) {
+            s = CollectEntries(from, to, opts, dbg, out);
+            if (!s.ok())
+                return s;
+            continue;
+        }
+        std::string f_path = KeyManagerPath(from);
+        tde_file_key *fk = nullptr;
+        tde_status st = tde_keymgr_get_file(km_->km, f_path.c_str(), &fk);
+        if (st == TDE_ERR_NOT_FOUND)
+            continue; // enforce mode: a file without an entry stays as it is
+        if (st != TDE_OK)
+            return StatusFromTde(st, from);
+        bool plain = tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT;
+        tde_file_key_free(fk);
+        if (!plain)
+            out->emplace_back(f_path, KeyManagerPath(to));
+    }
+    return IOStatus::OK();
+}
+
+IOStatus
+EncryptedFileSystem::LinkFile(const std::string &src, const std::string &dst, const IOOptions &opts,
+                              IODebugContext *dbg)
+{
+    // link(2) fails on an existing target: fail before replacing that file's entry.
+    if (target()->FileExists(dst, opts, dbg).ok())
+        return IOStatus::IOError("libtde: cannot link " + src + " to " + dst + ": file exists");
+    std::string s_path = KeyManagerPath(src), d_path = KeyManagerPath(dst);
+    tde_file_key *fk = nullptr;
+    tde_status st = tde_keymgr_get_file(km_->km, s_path.c_str(), &fk);
+    if (st != TDE_OK)
+        return StatusFromTde(st, src);
+    bool plain = tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT;
+    tde_file_key_free(fk);
+    if (!plain) {
+        st = tde_keymgr_link_file(km_->km, s_path.c_str(), d_path.c_str());
+        if (st != TDE_OK)
+            return StatusFromTde(st, dst);
+    }
+    return target()->LinkFile(src, dst, opts, dbg);
+}
+
+// unlink(2) first, then the entry: a crash leaves an orphan entry, never an unreadable file.
+IOStatus
+EncryptedFileSystem::DeleteFile(const std::string &fname, const IOOptions &opts,
+                                IODebugContext *dbg)
+{
+    IOStatus s = target()->DeleteFile(fname, opts, dbg);
+    if (!s.ok() && !s.IsPathNotFound() && !s.IsNotFound())
+        return s;
+    std::string path = KeyManagerPath(fname);
+    tde_status st = tde_keymgr_delete_file(km_->km, path.c_str());
+    if (st != TDE_OK)
+        return StatusFromTde(st, fname);
+    return s;
+}
+
+IOStatus
+EncryptedFileSystem::NewLogger(const std::string &fname, const IOOptions &opts,
+                               std::shared_ptr<rocksdb::Logger> *result, IODebugContext *dbg)
+{
+    if (km_->plaintext_info_log) {
+        if (!km_->read_only) {
+            std::string path = KeyManagerPath(fname);
+            tde_status st = tde_keymgr_delete_file(km_->km, path.c_str());
+            if (st != TDE_OK)
+                return StatusFromTde(st, fname);
+        }
+        return target()->NewLogger(fname, opts, result, dbg);
+    }
+    std::unique_ptr<FSWritableFile> file;
+    FileOptions fopts;
+    fopts.io_options = opts;
+    IOStatus s = NewWritableFile(fname, fopts, &file, dbg);
+    if (!s.ok())
+        return s;
+    result->reset(new EncryptedLogger(std::move(file)));
+    return IOStatus::OK();
+}
+
+} // namespace tde

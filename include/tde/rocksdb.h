@@ -1,0 +1,91 @@
+/**
+ * @file rocksdb.h
+ * @brief An encrypted RocksDB Env for programs using RocksDB's C API (library libtde-rocksdb).
+ *
+ * Every file RocksDB writes through this Env (SSTs, WAL, MANIFEST, OPTIONS,
+ * CURRENT, IDENTITY, blob files, the info LOG, ingested and checkpointed files)
+ * is encrypted with a data key from a libtde key manager; file sizes equal the
+ * plaintext sizes. See docs/rocksdb.md.
+ *
+ * Two ways in:
+ *  - tde_rocksdb_env_new() returns a real @c rocksdb_env_t* for
+ *    rocksdb_options_set_env() and rocksdb_backup_engine_options_set_env().
+ *  - tde_rocksdb_register() makes sure the "libtde:" factory is in RocksDB's
+ *    default ObjectLibrary, so that @c rocksdb_get_options_from_string() with
+ *    "env=libtde:<keymgr dir>,master:<uri>,method:<name>" (and the stock tools'
+ *    --env_uri / --fs_uri) create the same Env.
+ */
+#ifndef TDE_ROCKSDB_H
+#define TDE_ROCKSDB_H
+
+#include <stdbool.h>
+
+#include <rocksdb/c.h>
+
+#include "tde/common.h"
+#include "tde/keymgr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TDE_ROCKSDB_CONFIG_VERSION 1
+
+/** The URI prefix the factory is registered under. */
+#define TDE_ROCKSDB_URI_PREFIX "libtde:"
+
+/**
+ * Configuration of one encrypted Env; mirrors TiKV's [security.encryption].
+ * Zero-initialise, set @c version, then what you need. Strings are copied.
+ */
+typedef struct tde_rocksdb_config {
+    unsigned version;                    /**< TDE_ROCKSDB_CONFIG_VERSION */
+    const char *keymgr_dir;              /**< the key manager's directory (required) */
+    const char *master_key_uri;          /**< e.g. "file:///etc/tde/master.key" (required) */
+    const char *previous_master_key_uri; /**< accepted during master-key rotation; may be NULL */
+    const char *method;                  /**< "aes256-ctr" (NULL), "aes128-ctr", "sm4-ctr", ... */
+    uint64_t rotation_period_seconds;    /**< data-key rotation; 0: the key manager's default */
+    int enforce;    /**< files missing from the key manager: -1/0 read as plaintext, 1 error */
+    bool read_only; /**< never write the key manager (tools on a live database) */
+    /** Keep the info LOG in plaintext (default false: the LOG is encrypted like every file). */
+    bool plaintext_info_log;
+    /** Roots files are named under; NULL/0: one root "fs" at "/" (every absolute path). */
+    const tde_keymgr_root *roots;
+    size_t n_roots;
+} tde_rocksdb_config;
+
+/**
+ * Creates an encrypted Env. On success @p *out belongs to the caller: set it
+ * with rocksdb_options_set_env(), and free it with rocksdb_env_destroy() after
+ * every database using it is closed. The key manager stays open (and locked)
+ * while any Env or FileSystem on the same directory is alive.
+ *
+ * The returned struct is a replica of RocksDB's private @c rocksdb_env_t,
+ * checked against RocksDB 7.8 at compile time; other versions give
+ * TDE_ERR_UNSUPPORTED (use the options-string path there).
+ */
+TDE_API TDE_MUST_USE tde_status tde_rocksdb_env_new(rocksdb_env_t **out,
+                                                    const tde_rocksdb_config *cfg);
+
+/** Like tde_rocksdb_env_new() from a "libtde:..." URI (see docs/rocksdb.md for its syntax). */
+TDE_API TDE_MUST_USE tde_status tde_rocksdb_env_new_from_uri(rocksdb_env_t **out, const char *uri);
+
+/**
+ * The message of the calling thread's last failed tde_rocksdb_* call: libtde's
+ * own message when the key manager failed, else the adapter's (a bad URI, an
+ * unsupported RocksDB version). Borrowed until the thread's next call.
+ */
+TDE_API const char *tde_rocksdb_last_error(void);
+
+/**
+ * Registers the "libtde:" Env and FileSystem factories in RocksDB's default
+ * ObjectLibrary (idempotent; the library also does it when loaded). Calling it
+ * keeps a linker using --as-needed from dropping libtde-rocksdb.
+ * Returns TDE_ROCKSDB_URI_PREFIX.
+ */
+TDE_API const char *tde_rocksdb_register(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
