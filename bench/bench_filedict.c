@@ -3,7 +3,8 @@
  * dictionary (all in the snapshot, or all in the log), and durable put+delete
  * rates with real fsync against bare append+fsync on the same disk.
  *
- * usage: bench_filedict [--entries N] [--seconds S] [--dir DIR] [--json]
+ * usage: bench_filedict [--entries N] [--seconds S] [--dir DIR] [--json] [--quick]
+ * --json prints one JSON object per row; --quick is 100,000 entries and 0.5 s per rate.
  * Targets (issue 5): open < 1 s and < 200 bytes per entry at 1,000,000 entries;
  * put+delete >= 0.8x the bare append+fsync rate.
  */
@@ -275,6 +276,24 @@ measure_bare(const char *dir, double seconds)
     return (double)n / t0;
 }
 
+/* A JSON line; negative @p cpu or @p ratio print as null. */
+static void
+json_row(const char *workload, const char *method, double value, const char *unit, double cpu,
+         const char *target, double ratio)
+{
+    printf("{\"workload\": \"%s\", \"method\": \"%s\", \"value\": %.3f, \"unit\": \"%s\", ",
+           workload, method, value, unit);
+    if (cpu >= 0)
+        printf("\"cpu_seconds\": %.3f, ", cpu);
+    else
+        printf("\"cpu_seconds\": null, ");
+    printf("\"target\": \"%s\", ", target);
+    if (ratio >= 0)
+        printf("\"ratio\": %.3f}\n", ratio);
+    else
+        printf("\"ratio\": null}\n");
+}
+
 static void
 rmdir_files(const char *dir)
 {
@@ -298,14 +317,18 @@ main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
             json = true;
-        else if (strcmp(argv[i], "--entries") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--quick") == 0) {
+            n = 100000;
+            seconds = 0.5;
+        } else if (strcmp(argv[i], "--entries") == 0 && i + 1 < argc)
             n = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc)
             base = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--entries N] [--seconds S] [--dir DIR] [--json]\n",
+            fprintf(stderr,
+                    "usage: %s [--entries N] [--seconds S] [--dir DIR] [--json] [--quick]\n",
                     argv[0]);
             return 2;
         }
@@ -341,20 +364,22 @@ main(int argc, char **argv)
     rmdir_files(churndir);
 
     if (json) {
-        printf("{\"entries\": %zu, \"fill_seconds\": %.3f,\n", n, fill_s);
-        printf(" \"open_snapshot_rw_seconds\": %.3f, \"open_snapshot_ro_seconds\": %.3f, "
-               "\"open_log_ro_seconds\": %.3f, \"open_snapshot_and_log_ro_seconds\": %.3f,\n",
-               snap_rw.seconds, snap_ro.seconds, log_ro.seconds, both_ro.seconds);
-        printf(" \"open_snapshot_rw_cpu_seconds\": %.3f, \"open_snapshot_and_log_ro_cpu_seconds\": "
-               "%.3f, \"log_entries_at_threshold\": %zu,\n",
-               snap_rw.cpu_seconds, both_ro.cpu_seconds, extra);
-        printf(" \"heap_bytes_per_entry\": %.1f, \"rss_bytes_per_entry\": %.1f, "
-               "\"snapshot_bytes_per_entry\": %.1f, \"log_bytes_per_entry\": %.1f,\n",
-               snap_rw.heap_per_entry, snap_rw.rss_per_entry, snap_rw.snap_per_entry,
-               log_ro.log_per_entry);
-        printf(" \"bare_append_fsync_per_s\": %.0f, \"put_delete_ops_per_s_1_thread\": %.0f, "
-               "\"put_delete_ops_per_s_2_threads\": %.0f}\n",
-               bare, churn1, churn2);
+        /* One object per line, the same keys in every row (bench/report makes them a table). */
+        char w[96];
+        snprintf(w, sizeof(w), "open, %zu entries in the snapshot", n);
+        json_row(w, "read-write", snap_rw.seconds, "s", snap_rw.cpu_seconds, "< 1 s", -1);
+        json_row(w, "read-only", snap_ro.seconds, "s", snap_ro.cpu_seconds, "< 1 s", -1);
+        snprintf(w, sizeof(w), "open, + %zu in a log at the compaction threshold", extra);
+        json_row(w, "read-only", both_ro.seconds, "s", both_ro.cpu_seconds, "< 1 s", -1);
+        json_row("open, all in the log (compaction off)", "read-only", log_ro.seconds, "s",
+                 log_ro.cpu_seconds, "", -1);
+        json_row("memory", "heap per entry", snap_rw.heap_per_entry, "B", -1, "< 200 B", -1);
+        json_row("memory", "RSS growth per entry", snap_rw.rss_per_entry, "B", -1, "< 200 B", -1);
+        json_row("disk", "snapshot per entry", snap_rw.snap_per_entry, "B", -1, "", -1);
+        json_row("disk", "log per entry", log_ro.log_per_entry, "B", -1, "", -1);
+        json_row("append+fsync", "bare", bare, "ops/s", -1, "", 1.0);
+        json_row("put+delete", "1 thread", churn1, "ops/s", -1, ">= 0.8x bare", churn1 / bare);
+        json_row("put+delete", "2 threads", churn2, "ops/s", -1, ">= 0.8x bare", churn2 / bare);
         return 0;
     }
     printf("## File dictionary, %zu entries\n\n", n);

@@ -143,6 +143,10 @@ OpenHandle(const tde_rocksdb_config &cfg, std::shared_ptr<KeyManagerHandle> *out
     return rocksdb::Status::OK();
 }
 
+// Envs made by the env= factory: never destroyed (RocksDB may use them until exit).
+std::mutex envs_mu;
+std::map<std::string, rocksdb::Env *> *envs = new std::map<std::string, rocksdb::Env *>();
+
 void
 RegisterFactories(rocksdb::ObjectLibrary &lib)
 {
@@ -173,11 +177,9 @@ RegisterFactories(rocksdb::ObjectLibrary &lib)
     lib.AddFactory<rocksdb::Env>(ObjectLibrary::PatternEntry("libtde", false).AddSeparator(":"),
                                  [](const std::string &uri, std::unique_ptr<rocksdb::Env> *,
                                     std::string *errmsg) -> rocksdb::Env * {
-                                     static std::mutex mu;
-                                     static std::map<std::string, rocksdb::Env *> envs;
-                                     std::lock_guard<std::mutex> lock(mu);
-                                     auto it = envs.find(uri);
-                                     if (it != envs.end())
+                                     std::lock_guard<std::mutex> lock(envs_mu);
+                                     auto it = envs->find(uri);
+                                     if (it != envs->end())
                                          return it->second;
                                      std::unique_ptr<rocksdb::Env> env;
                                      rocksdb::Status s = NewEncryptedEnv(uri, &env);
@@ -185,7 +187,7 @@ RegisterFactories(rocksdb::ObjectLibrary &lib)
                                          *errmsg = s.ToString();
                                          return nullptr;
                                      }
-                                     envs[uri] = env.get();
+                                     (*envs)[uri] = env.get();
                                      return env.release();
                                  });
 }
@@ -196,6 +198,15 @@ std::once_flag register_once;
 const int registered_at_load = (tde_rocksdb_register(), 0);
 
 } // namespace
+
+void
+ReleaseRegisteredEnvsForTests()
+{
+    std::lock_guard<std::mutex> lock(envs_mu);
+    for (auto &e : *envs)
+        delete e.second;
+    envs->clear();
+}
 
 rocksdb::Status
 NewEncryptedFileSystem(const tde_rocksdb_config &cfg, std::shared_ptr<rocksdb::FileSystem> *out)
@@ -265,6 +276,106 @@ CheckEncryptedOptions(const rocksdb::DBOptions &opts)
         return rocksdb::Status::NotSupported(
             "libtde: turn off use_direct_io_for_flush_and_compaction");
     return rocksdb::Status::OK();
+}
+
+namespace
+{
+EncryptedFileSystem *
+FindEncrypted(rocksdb::FileSystem *fs)
+{
+    while (fs != nullptr) {
+        if (auto *e = dynamic_cast<EncryptedFileSystem *>(fs))
+            return e;
+        auto *w = dynamic_cast<rocksdb::FileSystemWrapper *>(fs);
+        fs = w != nullptr ? w->target() : nullptr;
+    }
+    return nullptr;
+}
+
+struct KeyWalk {
+    uint64_t key_id;
+    std::vector<std::string> *names;
+    bool current = false;
+};
+} // namespace
+
+rocksdb::Status
+FilesUsingKey(rocksdb::DB *db, uint64_t key_id, std::vector<std::string> *names)
+{
+    EncryptedFileSystem *fs = FindEncrypted(db->GetEnv()->GetFileSystem().get());
+    if (fs == nullptr)
+        return rocksdb::Status::InvalidArgument("libtde: the database's Env does not encrypt");
+    names->clear();
+    KeyWalk walk{key_id, names};
+    tde_status st = tde_keymgr_list_files(
+        fs->key_manager()->km,
+        [](void *arg, const tde_keymgr_file_info *f) {
+            auto *w = static_cast<KeyWalk *>(arg);
+            if (f->key_id == w->key_id)
+                w->names->push_back(f->name);
+            return 0;
+        },
+        &walk);
+    if (st != TDE_OK)
+        return StatusFromTde(st, "libtde");
+    return rocksdb::Status::OK();
+}
+
+rocksdb::Status
+RetireKey(rocksdb::DB *db, uint64_t key_id, std::vector<std::string> *remaining,
+          const std::vector<rocksdb::ColumnFamilyHandle *> &cfs)
+{
+    EncryptedFileSystem *fs = FindEncrypted(db->GetEnv()->GetFileSystem().get());
+    if (fs == nullptr)
+        return rocksdb::Status::InvalidArgument("libtde: the database's Env does not encrypt");
+    tde_keymgr *km = fs->key_manager()->km;
+    std::vector<std::string> unused;
+    KeyWalk walk{key_id, &unused};
+    tde_status st = tde_keymgr_list_keys(
+        km,
+        [](void *arg, const tde_keymgr_key_info *k) {
+            auto *w = static_cast<KeyWalk *>(arg);
+            if (k->id == w->key_id && k->current)
+                w->current = true;
+            return 0;
+        },
+        &walk);
+    if (st == TDE_OK && walk.current)
+        st = tde_keymgr_rotate_data_key(km);
+    if (st != TDE_OK)
+        return StatusFromTde(st, "libtde");
+    std::vector<rocksdb::ColumnFamilyHandle *> all = cfs;
+    if (all.empty())
+        all.push_back(db->DefaultColumnFamily());
+    for (rocksdb::ColumnFamilyHandle *cf : all) {
+        rocksdb::Status s = db->Flush(rocksdb::FlushOptions(), cf);
+        if (!s.ok())
+            return s;
+        // Blob files are rewritten only by garbage collection: collect all of them once.
+        rocksdb::Options cur = db->GetOptions(cf);
+        bool blobs = cur.enable_blob_files;
+        if (blobs) {
+            s = db->SetOptions(cf, {{"enable_blob_garbage_collection", "true"},
+                                    {"blob_garbage_collection_age_cutoff", "1.0"}});
+            if (!s.ok())
+                return s;
+        }
+        rocksdb::CompactRangeOptions cro;
+        cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+        s = db->CompactRange(cro, cf, nullptr, nullptr);
+        if (blobs) {
+            rocksdb::Status r =
+                db->SetOptions(cf, {{"enable_blob_garbage_collection",
+                                     cur.enable_blob_garbage_collection ? "true" : "false"},
+                                    {"blob_garbage_collection_age_cutoff",
+                                     std::to_string(cur.blob_garbage_collection_age_cutoff)}});
+            if (s.ok())
+                s = r;
+        }
+        if (!s.ok())
+            return s;
+    }
+    return FilesUsingKey(db, key_id, remaining);
 }
 
 } // namespace tde

@@ -115,6 +115,10 @@ std::string KeyManagerPath(const std::string &fname);
 // per (IV, offset) and reports when one is encrypted twice with different data.
 uint64_t KeystreamAuditViolations();
 
+// Tests only: deletes the Envs the "libtde:" env= factory made (normally kept until exit), so
+// LeakSanitizer sees everything freed. Every database using them must be closed.
+void ReleaseRegisteredEnvsForTests();
+
 } // namespace tde
 
 #endif

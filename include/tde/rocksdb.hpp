@@ -10,7 +10,9 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 #include <rocksdb/options.h>
@@ -43,6 +45,27 @@ TDE_API bool IsEncryptedFileSystem(const rocksdb::FileSystem *fs);
  * mmap reads or direct I/O writes, which cannot be encrypted safely.
  */
 TDE_API rocksdb::Status CheckEncryptedOptions(const rocksdb::DBOptions &opts);
+
+/**
+ * The key-manager names ("<root>/<path>") of the files still encrypted with data
+ * key @p key_id, in the key manager behind @p db's Env.
+ */
+TDE_API rocksdb::Status FilesUsingKey(rocksdb::DB *db, uint64_t key_id,
+                                      std::vector<std::string> *names);
+
+/**
+ * Retires data key @p key_id (a compromised key, or the end of a migration
+ * from plaintext): makes a new current data key if @p key_id is the current
+ * one, then for each column family in @p cfs (empty: the default one) flushes
+ * the memtable (a new WAL) and forces a bottommost compaction with blob
+ * garbage collection of every blob (new SSTs and blob files). @p remaining gets
+ * the files still using the key: typically the MANIFEST and OPTIONS until the
+ * next reopen, IDENTITY, a WAL holding no live data, and info LOGs.
+ * Needs a writable key manager.
+ */
+TDE_API rocksdb::Status RetireKey(rocksdb::DB *db, uint64_t key_id,
+                                  std::vector<std::string> *remaining,
+                                  const std::vector<rocksdb::ColumnFamilyHandle *> &cfs = {});
 
 } // namespace tde
 

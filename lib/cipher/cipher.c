@@ -97,6 +97,7 @@ static bool prefs_set;
 static size_t prefs[N_BACKENDS];
 static size_t n_prefs;
 static char prefs_error[256];
+static const cipher_backend *logged_choice[TDE_METHOD_SM4_CTR + 1];
 
 static tde_status
 parse_backend_list(const char *list, size_t *order, size_t *n)
@@ -134,6 +135,7 @@ load_default_prefs(void)
 {
     const char *env = getenv("TDE_CIPHER_BACKEND");
     prefs_error[0] = '\0';
+    memset(logged_choice, 0, sizeof(logged_choice));
     if (env != NULL && *env != '\0') {
         if (parse_backend_list(env, prefs, &n_prefs) != TDE_OK) {
             snprintf(prefs_error, sizeof(prefs_error), "TDE_CIPHER_BACKEND: %s", tde_last_error());
@@ -159,6 +161,7 @@ tde_cipher_set_backends(const char *list)
         memcpy(prefs, order, n * sizeof(order[0]));
         n_prefs = n;
         prefs_error[0] = '\0';
+        memset(logged_choice, 0, sizeof(logged_choice));
         prefs_set = true;
     }
     tde_status st =
@@ -185,6 +188,9 @@ pick_backend(tde_method m, const cipher_backend **out)
         if (*out == NULL)
             st = tde_error_set(TDE_ERR_UNSUPPORTED, "no selected cipher backend supports %s",
                                tde_method_name(m));
+        else if (logged_choice[m] != *out) /* say which path serves each method, once per choice */
+            tde_log(TDE_LOG_INFO, "cipher: %s uses backend %s", tde_method_name(m),
+                    (logged_choice[m] = *out)->name);
     }
     pthread_mutex_unlock(&prefs_lock);
     return st;

@@ -25,12 +25,25 @@ load_be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/*
+ * S-box lookup that reads every entry, so that the key-dependent index leaves
+ * no trace in the cache (the vector paths compute the S-box instead).
+ */
+static uint32_t
+sbox_ct(uint32_t x)
+{
+    uint32_t r = 0;
+    for (uint32_t i = 0; i < 256; i++)
+        r |= sm4_sbox[i] & (((i ^ x) - 1) >> 8 & 0xff); /* 0xff only when i == x */
+    return r;
+}
+
 /* The key schedule's T': S-box on each byte, then L'(b) = b ^ (b <<< 13) ^ (b <<< 23). */
 static uint32_t
 key_transform(uint32_t x)
 {
-    uint32_t b = (uint32_t)sm4_sbox[x >> 24] << 24 | (uint32_t)sm4_sbox[(x >> 16) & 0xff] << 16 |
-                 (uint32_t)sm4_sbox[(x >> 8) & 0xff] << 8 | sm4_sbox[x & 0xff];
+    uint32_t b = sbox_ct(x >> 24) << 24 | sbox_ct((x >> 16) & 0xff) << 16 |
+                 sbox_ct((x >> 8) & 0xff) << 8 | sbox_ct(x & 0xff);
     return b ^ rol32(b, 13) ^ rol32(b, 23);
 }
 
@@ -94,51 +107,61 @@ sm4_counters_transposed(const uint8_t ctr[16], unsigned width, unsigned groups, 
     }
 }
 
-/* Runs the smallest batch of @p impl covering bytes [skip, skip + len) through @p buf. */
-static void
-bounce(const sm4_impl *impl, const uint32_t *rk, const uint8_t ctr[16], unsigned skip,
-       const uint8_t *in, uint8_t *out, size_t len, uint8_t *buf)
-{
-    size_t blocks = (skip + len + 15) / 16;
-    unsigned i = 0;
-
-    while ((size_t)impl->width << i < blocks)
-        i++;
-    memset(buf, 0, skip);
-    memcpy(buf + skip, in, len);
-    memset(buf + skip + len, 0, ((size_t)impl->width << i) * 16 - skip - len);
-    impl->batch[i](rk, ctr, buf, buf);
-    memcpy(out, buf + skip, len);
-    OPENSSL_cleanse(buf, ((size_t)impl->width << i) * 16); /* holds bare keystream */
-}
-
 tde_status
 sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsigned skip,
             const uint8_t *in, uint8_t *out, size_t len)
 {
     const uint32_t *rk = (const uint32_t *)(const void *)tde_secret_data(sched);
-    const size_t full = (size_t)impl->width << impl->max_log2; /* blocks per full batch */
-    uint8_t buf[SM4_MAX_BATCH * 16];
+    const size_t chunk = (size_t)impl->width / 4 * 16; /* bytes */
+    const size_t max = (size_t)impl->sizes[impl->n_sizes - 1].groups * impl->width * 16;
+    uint8_t head[64], tail[64], spare[64];
     uint8_t ctr[16];
+    bool wipe = false;
 
     if (skip >= 16)
         return tde_error_set(TDE_ERR_INVALID_ARG, "sm4: skip %u is not below the block size", skip);
     memcpy(ctr, counter, 16);
-    if (skip != 0 && len != 0) {
-        size_t n = full * 16 - skip < len ? full * 16 - skip : len;
-        bounce(impl, rk, ctr, skip, in, out, n, buf);
+    while (len != 0) {
+        /* This batch covers bytes [skip, skip + n) of the blocks from ctr on. */
+        size_t n = len < max - skip ? len : max - skip;
+        size_t blocks = (skip + n + 15) / 16, head_len = 0, tail_at, tail_len = 0;
+        sm4_io io = {in, out, skip != 0, (unsigned)((skip + n) / chunk), head, tail, spare};
+        unsigned s = 0;
+
+        while ((size_t)impl->sizes[s].groups * impl->width < blocks)
+            s++;
+        if (io.first) { /* chunk 0 starts before the caller's bytes */
+            head_len = chunk - skip < n ? chunk - skip : n;
+            memset(head, 0, chunk);
+            memcpy(head + skip, in, head_len);
+            if (io.end < 1) { /* everything is in the head chunk */
+                io.end = 1;
+            } else {
+                io.in = in + (chunk - skip);
+                io.out = out + (chunk - skip);
+            }
+        }
+        tail_at = io.end * chunk - skip; /* chunk end's offset from in */
+        if (tail_at < n) {
+            tail_len = n - tail_at;
+            memset(tail, 0, chunk);
+            memcpy(tail, in + tail_at, tail_len);
+        }
+        impl->sizes[s].fn(rk, ctr, &io);
+        wipe |= io.first != 0 || io.end < impl->sizes[s].groups * SM4_CHUNKS_PER_GROUP;
+        memcpy(out, head + skip, head_len);
+        if (tail_len != 0)
+            memcpy(out + tail_at, tail, tail_len);
         sm4_counter_add(ctr, (skip + n) / 16);
         in += n;
         out += n;
         len -= n;
+        skip = 0;
     }
-    for (; len >= full * 16; len -= full * 16) {
-        impl->batch[impl->max_log2](rk, ctr, in, out);
-        sm4_counter_add(ctr, full);
-        in += full * 16;
-        out += full * 16;
+    if (wipe) { /* the buffers hold keystream */
+        OPENSSL_cleanse(head, sizeof(head));
+        OPENSSL_cleanse(tail, sizeof(tail));
+        OPENSSL_cleanse(spare, sizeof(spare));
     }
-    if (len != 0)
-        bounce(impl, rk, ctr, 0, in, out, len, buf);
     return TDE_OK;
 }

@@ -24,21 +24,50 @@ extern const cipher_backend tde_cipher_backend_sm4_aesni;
 /* The S-box of GB/T 32907-2016 (table 1). */
 extern const uint8_t sm4_sbox[256];
 
-/* Largest batch a vectorised path may process at once, in blocks. */
-#define SM4_MAX_BATCH 256
+/* Most registers-full of blocks one batch holds (measured: more gain nothing). */
+#define SM4_MAX_GROUPS 16
+/* A batch stores its output in chunks of width / 4 blocks (one 128-bit lane per block). */
+#define SM4_CHUNKS_PER_GROUP 4
 
 /*
- * XORs the keystream of one batch of blocks (counter, counter + 1, ... mod
- * 2^128) into whole blocks: in -> out, in == out allowed.
+ * Where a batch reads and writes its chunks (width / 4 blocks each, numbered
+ * from the batch's first block). Chunks [first, end) are in place, chunk first
+ * at in/out and the rest following; chunk 0 when first is 1 is in head, chunk
+ * end in tail, later ones in spare (whose output nobody reads).
  */
-typedef void (*sm4_batch_fn)(const uint32_t rk[SM4_ROUNDS], const uint8_t counter[16],
-                             const uint8_t *in, uint8_t *out);
+typedef struct sm4_io {
+    const uint8_t *in;
+    uint8_t *out;
+    unsigned first, end;
+    uint8_t *head, *tail, *spare;
+} sm4_io;
 
-/* A vectorised path: batch[i] processes width << i blocks, for i = 0 .. max_log2. */
+/* Source and destination of chunk @p c of @p chunk_bytes bytes. */
+static inline void
+sm4_io_chunk(const sm4_io *io, unsigned c, size_t chunk_bytes, const uint8_t **src, uint8_t **dst)
+{
+    if (c < io->first) {
+        *src = *dst = io->head;
+    } else if (c < io->end) {
+        *src = io->in + (c - io->first) * chunk_bytes;
+        *dst = io->out + (c - io->first) * chunk_bytes;
+    } else {
+        *src = *dst = c == io->end ? io->tail : io->spare;
+    }
+}
+
+/* XORs the keystream of one batch (counter, counter + 1, ... mod 2^128) into its chunks. */
+typedef void (*sm4_batch_fn)(const uint32_t rk[SM4_ROUNDS], const uint8_t counter[16],
+                             const sm4_io *io);
+
+/* A vectorised path: width blocks per register, batch sizes in ascending order. */
 typedef struct sm4_impl {
     unsigned width;
-    unsigned max_log2;
-    sm4_batch_fn batch[5];
+    unsigned n_sizes;
+    struct {
+        unsigned groups;
+        sm4_batch_fn fn;
+    } sizes[8];
 } sm4_impl;
 
 /* cipher_backend.key_new/key_free for SM4 (the schedule is 32 round keys in a tde_secret). */
@@ -46,9 +75,9 @@ tde_status sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t ke
 void sm4_key_free(void *sched);
 
 /*
- * cipher_backend.process on top of @p impl: full batches in place, a partial
- * first or last batch through a stack buffer with the smallest batch that
- * covers it.
+ * cipher_backend.process on top of @p impl: the smallest batch that covers the
+ * request (or the largest, repeatedly), whole chunks in place, a partial first
+ * or last chunk through a small stack buffer.
  */
 tde_status sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsigned skip,
                        const uint8_t *in, uint8_t *out, size_t len);

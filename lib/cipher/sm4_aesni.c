@@ -10,16 +10,14 @@
 #include "cipher/sm4.h"
 
 #ifdef SM4_HAVE_X86
-#include <string.h>
-
 #include <immintrin.h>
 
 #include "cipher/sm4_consts.h"
 
 #define TARGET __attribute__((target("aes,avx2")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
-#define WIDTH 8   /* blocks per register */
-#define GROUPS 16 /* registers-full in flight in a full batch */
+#define WIDTH 8 /* blocks per register */
+#define GROUPS SM4_MAX_GROUPS
 
 static const uint8_t pre_lo[16] = {SM4_AESNI_PRE_LO}, pre_hi[16] = {SM4_AESNI_PRE_HI},
                      post_lo[16] = {SM4_AESNI_POST_LO}, post_hi[16] = {SM4_AESNI_POST_HI};
@@ -51,9 +49,12 @@ nibble_affine(__m256i x, const uint8_t *lo_table, const uint8_t *hi_table)
         _mm256_shuffle_epi8(hi, _mm256_and_si256(_mm256_srli_epi16(x, 4), mask)));
 }
 
-/* T = L(tau(x)): the S-box on every byte, then x ^ x<<<2 ^ x<<<10 ^ x<<<18 ^ x<<<24. */
+/*
+ * One round: x0 ^ T(x) with T = L(tau(.)): the S-box on every byte, then
+ * L(y) = y ^ y<<<2 ^ y<<<10 ^ y<<<18 ^ y<<<24.
+ */
 INLINE __m256i
-sm4_t(__m256i x)
+sm4_round(__m256i x0, __m256i x)
 {
     /* AESENCLAST applies ShiftRows after SubBytes; this shuffle undoes it in advance. */
     const __m256i inv_shift_rows =
@@ -68,14 +69,14 @@ sm4_t(__m256i x)
     hi = _mm_aesenclast_si128(_mm256_extracti128_si256(x, 1), _mm_setzero_si128());
     x = nibble_affine(_mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1), post_lo, post_hi);
     /* x<<<2 ^ x<<<10 ^ x<<<18 = (x ^ x<<<8 ^ x<<<16) <<< 2 */
-    t = _mm256_xor_si256(_mm256_xor_si256(x, rol_bytes(x, 1)), rol_bytes(x, 2));
-    t = _mm256_xor_si256(_mm256_slli_epi32(t, 2), _mm256_srli_epi32(t, 30));
-    return _mm256_xor_si256(_mm256_xor_si256(x, rol_bytes(x, 3)), t);
+    t = _mm256_xor_si256(x, _mm256_xor_si256(rol_bytes(x, 1), rol_bytes(x, 2)));
+    return _mm256_xor_si256(_mm256_xor_si256(_mm256_xor_si256(x0, x), rol_bytes(x, 3)),
+                            _mm256_xor_si256(_mm256_slli_epi32(t, 2), _mm256_srli_epi32(t, 30)));
 }
 
-/* XORs the keystream of groups * WIDTH blocks from @p ctr into in -> out. */
+/* XORs the keystream of groups * WIDTH blocks from @p ctr into the chunks @p io names. */
 INLINE void
-batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out, const int groups)
+batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int groups)
 {
     const __m256i bswap = _mm256_setr_epi8(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12, 3,
                                            2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12);
@@ -111,13 +112,18 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
             const __m256i key = _mm256_set1_epi32((int)rk[r + k]);
 #pragma GCC unroll 16
             for (int g = 0; g < groups; g++) {
-                __m256i t = _mm256_xor_si256(_mm256_xor_si256(x[g][(k + 1) & 3], x[g][(k + 2) & 3]),
-                                             _mm256_xor_si256(x[g][(k + 3) & 3], key));
-                x[g][k] = _mm256_xor_si256(x[g][k], sm4_t(t));
+                /* x[(k + 3) & 3] is the newest word: XOR it in last. */
+                __m256i t =
+                    _mm256_xor_si256(_mm256_xor_si256(x[g][(k + 1) & 3], x[g][(k + 2) & 3]), key);
+                x[g][k] = sm4_round(x[g][k], _mm256_xor_si256(t, x[g][(k + 3) & 3]));
             }
         }
     }
 
+    /* A local copy: stores through uint8_t pointers would force reloads of *io. */
+    const sm4_io where = *io;
+    /* The common case: every chunk in place (and no branch per chunk to find it). */
+    const bool direct = where.first == 0 && where.end >= (unsigned)(groups * SM4_CHUNKS_PER_GROUP);
 #pragma GCC unroll 16
     for (int g = 0; g < groups; g++) {
         /* The output block is X35..X32, i.e. x[3], x[2], x[1], x[0]; transpose back. */
@@ -130,9 +136,17 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
 #pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             /* o[k] holds blocks g*8 + 2k and g*8 + 2k + 1. */
-            size_t at = (size_t)(g * WIDTH + 2 * k) * 16;
-            __m256i d = _mm256_loadu_si256((const __m256i *)(in + at));
-            _mm256_storeu_si256((__m256i *)(out + at),
+            const unsigned c = (unsigned)(g * SM4_CHUNKS_PER_GROUP + k);
+            const uint8_t *src;
+            uint8_t *dst;
+            if (direct) {
+                src = where.in + c * 32;
+                dst = where.out + c * 32;
+            } else {
+                sm4_io_chunk(&where, c, 32, &src, &dst);
+            }
+            __m256i d = _mm256_loadu_si256((const __m256i *)(src));
+            _mm256_storeu_si256((__m256i *)(dst),
                                 _mm256_xor_si256(d, _mm256_shuffle_epi8(o[k], bswap)));
         }
     }
@@ -141,25 +155,35 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
 /* One instance per batch size, so that every loop over groups is unrolled. */
 #define BATCH_FN(n)                                                                                \
     static TARGET void batch_##n(const uint32_t rk[SM4_ROUNDS], const uint8_t ctr[16],             \
-                                 const uint8_t *in, uint8_t *out)                                  \
+                                 const sm4_io *io)                                                 \
     {                                                                                              \
-        batch(rk, ctr, in, out, n);                                                                \
+        batch(rk, ctr, io, n);                                                                     \
     }
 BATCH_FN(1)
 BATCH_FN(2)
 BATCH_FN(4)
 BATCH_FN(8)
+BATCH_FN(12)
 BATCH_FN(16)
 
 static const sm4_impl impl = {
     .width = WIDTH,
-    .max_log2 = 4,
-    .batch = {batch_1, batch_2, batch_4, batch_8, batch_16},
+    .n_sizes = 6,
+    .sizes =
+        {
+            {1, batch_1},
+            {2, batch_2},
+            {4, batch_4},
+            {8, batch_8},
+            {12, batch_12},
+            {16, batch_16},
+        },
 };
 
 static bool
 supports(tde_method m)
 {
+    __builtin_cpu_init(); /* idempotent; needed if called before constructors ran */
     return m == TDE_METHOD_SM4_CTR && __builtin_cpu_supports("aes") &&
            __builtin_cpu_supports("avx2");
 }

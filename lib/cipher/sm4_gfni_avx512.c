@@ -8,34 +8,38 @@
 #include "cipher/sm4.h"
 
 #ifdef SM4_HAVE_X86
-#include <string.h>
-
 #include <immintrin.h>
 
 #include "cipher/sm4_consts.h"
 
 #define TARGET __attribute__((target("gfni,avx512f,avx512bw,avx512vl")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
-#define WIDTH 16  /* blocks per register */
-#define GROUPS 16 /* registers-full in flight in a full batch */
+#define WIDTH 16 /* blocks per register */
+#define GROUPS SM4_MAX_GROUPS
 
-/* T = L(tau(x)): the S-box on every byte, then x ^ x<<<2 ^ x<<<10 ^ x<<<18 ^ x<<<24. */
+/*
+ * One round: x0 ^ T(t) with T = L(tau(.)): the S-box on every byte, then
+ * L(y) = y ^ y<<<2 ^ y<<<10 ^ y<<<18 ^ y<<<24. The six terms are XORed as two
+ * independent three-way XORs, to keep the round's dependency chain short.
+ */
 INLINE __m512i
-sm4_t(__m512i x)
+sm4_round(__m512i x0, __m512i t)
 {
     const __m512i pre = _mm512_set1_epi64((long long)SM4_GFNI_PRE_MATRIX);
     const __m512i post = _mm512_set1_epi64((long long)SM4_GFNI_POST_MATRIX);
-    __m512i a;
+    __m512i y, a, b;
 
-    x = _mm512_gf2p8affine_epi64_epi8(x, pre, SM4_GFNI_PRE_CONST);
-    x = _mm512_gf2p8affineinv_epi64_epi8(x, post, SM4_GFNI_POST_CONST);
-    a = _mm512_ternarylogic_epi32(x, _mm512_rol_epi32(x, 2), _mm512_rol_epi32(x, 10), 0x96);
-    return _mm512_ternarylogic_epi32(a, _mm512_rol_epi32(x, 18), _mm512_rol_epi32(x, 24), 0x96);
+    y = _mm512_gf2p8affine_epi64_epi8(t, pre, SM4_GFNI_PRE_CONST);
+    y = _mm512_gf2p8affineinv_epi64_epi8(y, post, SM4_GFNI_POST_CONST);
+    a = _mm512_ternarylogic_epi32(x0, y, _mm512_rol_epi32(y, 2), 0x96);
+    b = _mm512_ternarylogic_epi32(_mm512_rol_epi32(y, 10), _mm512_rol_epi32(y, 18),
+                                  _mm512_rol_epi32(y, 24), 0x96);
+    return _mm512_xor_si512(a, b);
 }
 
-/* XORs the keystream of groups * WIDTH blocks from @p ctr into in -> out. */
+/* XORs the keystream of groups * WIDTH blocks from @p ctr into the chunks @p io names. */
 INLINE void
-batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out, const int groups)
+batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int groups)
 {
     const __m512i bswap =
         _mm512_set4_epi32(0x0c0d0e0f, 0x08090a0b, 0x04050607, 0x00010203); /* per 32-bit word */
@@ -72,13 +76,18 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
             const __m512i key = _mm512_set1_epi32((int)rk[r + k]);
 #pragma GCC unroll 16
             for (int g = 0; g < groups; g++) {
-                __m512i t = _mm512_ternarylogic_epi32(x[g][(k + 1) & 3], x[g][(k + 2) & 3],
-                                                      x[g][(k + 3) & 3], 0x96);
-                x[g][k] = _mm512_xor_si512(x[g][k], sm4_t(_mm512_xor_si512(t, key)));
+                /* x[(k + 3) & 3] is the newest word: XOR it in last. */
+                __m512i t =
+                    _mm512_ternarylogic_epi32(x[g][(k + 1) & 3], x[g][(k + 2) & 3], key, 0x96);
+                x[g][k] = sm4_round(x[g][k], _mm512_xor_si512(t, x[g][(k + 3) & 3]));
             }
         }
     }
 
+    /* A local copy: stores through uint8_t pointers would force reloads of *io. */
+    const sm4_io where = *io;
+    /* The common case: every chunk in place (and no branch per chunk to find it). */
+    const bool direct = where.first == 0 && where.end >= (unsigned)(groups * SM4_CHUNKS_PER_GROUP);
 #pragma GCC unroll 16
     for (int g = 0; g < groups; g++) {
         /* The output block is X35..X32, i.e. x[3], x[2], x[1], x[0]; transpose back. */
@@ -91,9 +100,17 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
 #pragma GCC unroll 16
         for (int k = 0; k < 4; k++) {
             /* o[k] holds blocks g*16 + 4k .. g*16 + 4k + 3 in order. */
-            size_t at = (size_t)(g * WIDTH + 4 * k) * 16;
-            __m512i d = _mm512_loadu_si512(in + at);
-            _mm512_storeu_si512(out + at, _mm512_xor_si512(d, _mm512_shuffle_epi8(o[k], bswap)));
+            const unsigned c = (unsigned)(g * SM4_CHUNKS_PER_GROUP + k);
+            const uint8_t *src;
+            uint8_t *dst;
+            if (direct) {
+                src = where.in + c * 64;
+                dst = where.out + c * 64;
+            } else {
+                sm4_io_chunk(&where, c, 64, &src, &dst);
+            }
+            __m512i d = _mm512_loadu_si512(src);
+            _mm512_storeu_si512(dst, _mm512_xor_si512(d, _mm512_shuffle_epi8(o[k], bswap)));
         }
     }
 }
@@ -101,25 +118,35 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const uint8_t *in, uint8_t *out
 /* One instance per batch size, so that every loop over groups is unrolled. */
 #define BATCH_FN(n)                                                                                \
     static TARGET void batch_##n(const uint32_t rk[SM4_ROUNDS], const uint8_t ctr[16],             \
-                                 const uint8_t *in, uint8_t *out)                                  \
+                                 const sm4_io *io)                                                 \
     {                                                                                              \
-        batch(rk, ctr, in, out, n);                                                                \
+        batch(rk, ctr, io, n);                                                                     \
     }
 BATCH_FN(1)
 BATCH_FN(2)
 BATCH_FN(4)
 BATCH_FN(8)
+BATCH_FN(12)
 BATCH_FN(16)
 
 static const sm4_impl impl = {
     .width = WIDTH,
-    .max_log2 = 4,
-    .batch = {batch_1, batch_2, batch_4, batch_8, batch_16},
+    .n_sizes = 6,
+    .sizes =
+        {
+            {1, batch_1},
+            {2, batch_2},
+            {4, batch_4},
+            {8, batch_8},
+            {12, batch_12},
+            {16, batch_16},
+        },
 };
 
 static bool
 supports(tde_method m)
 {
+    __builtin_cpu_init(); /* idempotent; needed if called before constructors ran */
     return m == TDE_METHOD_SM4_CTR && __builtin_cpu_supports("gfni") &&
            __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");

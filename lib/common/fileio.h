@@ -5,7 +5,8 @@
  * Every call passes through a fault-injection hook so tests can fail the N-th
  * write, fsync, rename or directory fsync (EIO, ENOSPC or a short write), and
  * named failpoints that end the process with _exit() for crash tests. When
- * nothing is armed a hook costs one relaxed atomic load.
+ * nothing is armed an I/O hook costs one atomic increment (the call counter) and
+ * a failpoint one relaxed atomic load; -DTDE_NO_FAILPOINTS compiles failpoints out.
  *
  * Every error message names the path (or the @p name given for a descriptor).
  * A failed fsync is reported as TDE_ERR_IO and must be treated as fatal by the

@@ -55,7 +55,9 @@ typedef struct tde_filedict_options {
  * creates an empty dictionary; a read-only open gives TDE_ERR_NOT_FOUND. A torn
  * last log record is ignored (read-only) or truncated away and logged
  * (read-write); any other damage gives TDE_ERR_CORRUPT or TDE_ERR_AUTH naming
- * the file and offset, and nothing is written.
+ * the file and offset, and nothing is written. The one exception: a damaged
+ * newest snapshot is rebuilt in memory from the previous generation when that
+ * is provably complete (logged as a warning; still nothing is written).
  */
 TDE_MUST_USE tde_status tde_filedict_open(tde_filedict **out, const tde_filedict_options *o);
 

@@ -366,6 +366,55 @@ test_rocksdb_checkpoint_and_backup(void **)
     assert_int_equal(PlaintextHits(fx.root), 0);
 }
 
+// With named roots, a backup plus a copy of the key-manager directory restores on "another
+// host" (another directory tree) after the source database and its tree are deleted.
+void
+test_rocksdb_backup_restores_elsewhere(void **)
+{
+    Fixture fx("roots");
+    Fixture there("roots-there");
+    std::string backup = fx.root + "/backup";
+    mkdir(fx.db.c_str(), 0700);
+    mkdir(backup.c_str(), 0700);
+    {
+        auto env =
+            MakeEnv(fx.Uri("aes256-ctr", (",root:db:" + fx.db + ",root:backup:" + backup).c_str()));
+        rocksdb::Options o = BaseOptions(env.get());
+        o.enable_blob_files = false;
+        rocksdb::DB *db = nullptr;
+        ASSERT_OK(rocksdb::DB::Open(o, fx.db, &db));
+        for (int i = 0; i < 1100; i++)
+            ASSERT_OK(db->Put(rocksdb::WriteOptions(), Key(i), Value(i)));
+        ASSERT_OK(db->Flush(rocksdb::FlushOptions()));
+        rocksdb::BackupEngine *be = nullptr;
+        ASSERT_OK(rocksdb::BackupEngine::Open(rocksdb::BackupEngineOptions(backup, env.get()),
+                                              env.get(), &be));
+        ASSERT_OK(be->CreateNewBackup(db, true));
+        delete be;
+        delete db;
+    }
+    assert_int_equal(PlaintextHits(backup), 0);
+    std::string cmd = "cp -a '" + backup + "' '" + there.root + "/backup' && cp -a '" + fx.kmdir +
+                      "' '" + there.kmdir + "' && rm -rf '" + fx.db + "' '" + backup + "' '" +
+                      fx.kmdir + "'";
+    assert_int_equal(system(cmd.c_str()), 0);
+    mkdir(there.db.c_str(), 0700);
+    std::string there_backup = there.root + "/backup";
+    auto env = MakeEnv("libtde:" + there.kmdir + ",master:file://" + fx.keyfile +
+                       ",root:db:" + there.db + ",root:backup:" + there_backup);
+    rocksdb::BackupEngine *be = nullptr;
+    ASSERT_OK(rocksdb::BackupEngine::Open(rocksdb::BackupEngineOptions(there_backup, env.get()),
+                                          env.get(), &be));
+    ASSERT_OK(be->RestoreDBFromLatestBackup(there.db, there.db));
+    delete be;
+    rocksdb::Options o = BaseOptions(env.get());
+    rocksdb::DB *db = nullptr;
+    ASSERT_OK(rocksdb::DB::Open(o, there.db, &db));
+    CheckAll(db, 1000);
+    delete db;
+    assert_int_equal(PlaintextHits(there.root), 0);
+}
+
 // Ingestion copies or moves, with and without write_global_seqno; an overlapping file gets a
 // global sequence number (kept in the MANIFEST: the file itself is never rewritten).
 void
@@ -650,6 +699,77 @@ Crasher(const char *failpoint, unsigned long nth, const char *dir, const char *u
     return 0;
 }
 
+// Prints "name key_id method iv" for every entry (read-only, like a tool), for the
+// independent-decryption test.
+int
+ListEntries(const char *kmdir, const char *keyfile)
+{
+    static const tde_keymgr_root root = {"fs", "/"};
+    std::string master = std::string("file://") + keyfile;
+    tde_keymgr_config kc{};
+    kc.version = TDE_KEYMGR_CONFIG_VERSION;
+    kc.dir = kmdir;
+    kc.roots = &root;
+    kc.n_roots = 1;
+    kc.method = TDE_METHOD_AES256_CTR;
+    kc.master_key_uri = master.c_str();
+    kc.enforce = -1;
+    kc.read_only = true;
+    tde_keymgr *km = nullptr;
+    if (tde_keymgr_open(&km, &kc) != TDE_OK) {
+        fprintf(stderr, "%s\n", tde_last_error());
+        return 2;
+    }
+    tde_status st = tde_keymgr_list_files(
+        km,
+        [](void *, const tde_keymgr_file_info *f) {
+            printf("%s %llu %s ", f->name, (unsigned long long)f->key_id,
+                   tde_method_name(f->method));
+            for (int i = 0; i < TDE_CIPHER_IV_LEN; i++)
+                printf("%02x", f->iv[i]);
+            printf("\n");
+            return 0;
+        },
+        nullptr);
+    tde_keymgr_close(km);
+    return st == TDE_OK ? 0 : 3;
+}
+
+// The key of one SST, from a read-only listing of the key manager (as a tool would do).
+uint64_t
+KeyOfSomeSst(const Fixture &fx)
+{
+    static const tde_keymgr_root root = {"fs", "/"};
+    std::string master = "file://" + fx.keyfile;
+    tde_keymgr_config kc{};
+    kc.version = TDE_KEYMGR_CONFIG_VERSION;
+    kc.dir = fx.kmdir.c_str();
+    kc.roots = &root;
+    kc.n_roots = 1;
+    kc.method = TDE_METHOD_AES256_CTR;
+    kc.master_key_uri = master.c_str();
+    kc.enforce = -1;
+    kc.read_only = true;
+    tde_keymgr *km = nullptr;
+    assert_int_equal(tde_keymgr_open(&km, &kc), TDE_OK);
+    uint64_t id = 0;
+    assert_int_equal(tde_keymgr_list_files(
+                         km,
+                         [](void *arg, const tde_keymgr_file_info *f) {
+                             size_t n = strlen(f->name);
+                             if (n > 4 && strcmp(f->name + n - 4, ".sst") == 0) {
+                                 *static_cast<uint64_t *>(arg) = f->key_id;
+                                 return 1;
+                             }
+                             return 0;
+                         },
+                         &id),
+                     TDE_OK);
+    tde_keymgr_close(km);
+    assert_true(id != 0);
+    return id;
+}
+
 int
 Writer(const char *dir, const char *uri, int first)
 {
@@ -690,6 +810,34 @@ MakeDb(const char *dir, const char *uri)
 }
 
 } // namespace
+
+// Retiring the data key in use rewrites every SST, blob file and WAL under a new key; what is
+// left is named, and a reopen leaves at most the files RocksDB never rewrites.
+static void
+test_rocksdb_retire_key_rewrites_files(void **)
+{
+    Fixture fx("retire");
+    auto env = MakeEnv(fx.Uri());
+    rocksdb::Options o = BaseOptions(env.get());
+    rocksdb::DB *db = nullptr;
+    ASSERT_OK(rocksdb::DB::Open(o, fx.db, &db));
+    Workload(db, o, fx.root + "/ext", 1000);
+    uint64_t old_key = KeyOfSomeSst(fx);
+    std::vector<std::string> before, remaining;
+    ASSERT_OK(tde::FilesUsingKey(db, old_key, &before));
+    ASSERT_OK(tde::RetireKey(db, old_key, &remaining));
+    for (const std::string &n : remaining) {
+        print_message("still on the retired key: %s\n", n.c_str());
+        for (const char *ext : {".sst", ".blob"})
+            assert_true(n.find(ext) == std::string::npos);
+    }
+    assert_true(remaining.size() < before.size());
+    CheckAll(db, 1000);
+    delete db;
+    ASSERT_OK(rocksdb::DB::Open(o, fx.db, &db));
+    CheckAll(db, 1000);
+    delete db;
+}
 
 // Crash at every key-manager write (before the log append, after it, after its fsync) while
 // RocksDB renames CURRENT, OPTIONS and LOG through the adapter: the database always reopens
@@ -765,6 +913,8 @@ main(int argc, char **argv)
         return Writer(argv[2], argv[3], atoi(argv[4]));
     if (argc == 6 && strcmp(argv[1], "--crash") == 0)
         return Crasher(argv[2], strtoul(argv[3], nullptr, 10), argv[4], argv[5]);
+    if (argc == 4 && strcmp(argv[1], "--list") == 0)
+        return ListEntries(argv[2], argv[3]);
     if (argc == 4 && strcmp(argv[1], "--make-db") == 0)
         return MakeDb(argv[2], argv[3]);
     const struct CMUnitTest tests[] = {
@@ -773,6 +923,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_rocksdb_multiget_and_async_reads),
         cmocka_unit_test(test_rocksdb_wal_recycling),
         cmocka_unit_test(test_rocksdb_checkpoint_and_backup),
+        cmocka_unit_test(test_rocksdb_backup_restores_elsewhere),
         cmocka_unit_test(test_rocksdb_ingestion_variants),
         cmocka_unit_test(test_rocksdb_unsafe_modes_refused),
         cmocka_unit_test(test_rocksdb_rewrite_below_high_water_mark_fails),
@@ -781,6 +932,9 @@ main(int argc, char **argv)
         cmocka_unit_test(test_rocksdb_errors_are_clear),
         cmocka_unit_test(test_rocksdb_kill9_recovery),
         cmocka_unit_test(test_rocksdb_crash_at_every_keymgr_write),
+        cmocka_unit_test(test_rocksdb_retire_key_rewrites_files),
     };
-    return cmocka_run_group_tests(tests, nullptr, nullptr);
+    int failed = cmocka_run_group_tests(tests, nullptr, nullptr);
+    tde::ReleaseRegisteredEnvsForTests();
+    return failed;
 }

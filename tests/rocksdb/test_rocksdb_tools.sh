@@ -29,6 +29,22 @@ out=$(LD_PRELOAD=$ADAPTER sst_dump --file="$sst" --command=scan --env_uri="$uri"
 n=$(grep -c "PLAINTEXT-SECRET-VALUE" <<<"$out" || true)
 echo "sst_dump scan through the adapter: $n records"
 [ "$n" -gt 0 ]
+# An independent read: the SST's key id and IV from the key manager's listing, the data key
+# from key.dict read by a Python program written from docs/formats.md, decryption by
+# `openssl enc -aes-256-ctr`, and Debian's sst_dump (no adapter) on the result.
+line=$("$MAKEDB" --list "$work/km" "$work/master.key" | grep "$(basename "$sst") ")
+read -r _ keyid method iv <<<"$line"
+[ "$method" = aes256-ctr ]
+key=$("$(dirname "$0")/keydict_keys.py" "$work/km/key.dict" "$work/master.key" |
+    awk -v id="$keyid" '$1 == id { print $3 }')
+[ ${#key} -eq 64 ]
+openssl enc -d -aes-256-ctr -K "$key" -iv "$iv" -nosalt -in "$sst" -out "$work/plain.sst"
+cmp -s "$sst" "$work/plain.sst" && { echo "openssl output equals the ciphertext" >&2; exit 1; }
+out=$(sst_dump --file="$work/plain.sst" --command=scan 2>&1)
+n=$(grep -c "PLAINTEXT-SECRET-VALUE" <<<"$out" || true)
+echo "openssl enc -aes-256-ctr + stock sst_dump (no adapter): $n records"
+[ "$n" -gt 0 ]
+
 # A live database: the writer holds the key manager; tools open it read_only.
 "$MAKEDB" --writer "$work/db" "$uri" 100000 >"$work/acked" &
 writer=$!

@@ -759,6 +759,40 @@ test_filedict_torn_tail_repaired_on_open(void **state)
     free(dir);
 }
 
+/* A failing repair (truncate or its fsync) fails the open; the next open repairs. */
+static void
+test_filedict_failed_repair_is_retried_by_the_next_open(void **state)
+{
+    const tde_fileio_op kinds[] = {TDE_FILEIO_TRUNCATE, TDE_FILEIO_FSYNC};
+    char *dir = test_tmpdir("filedict");
+    char *path = dict_path(dir, 1, "log");
+    tde_filedict *d;
+    tde_file_entry e = entry_for(1);
+    size_t len;
+    uint8_t *full;
+    (void)state;
+
+    assert_tde_ok(open_dict(&d, dir, false, 0));
+    assert_tde_ok(tde_filedict_put(d, "db/1", &e));
+    assert_tde_ok(tde_filedict_put(d, "db/2", &e));
+    tde_filedict_close(d);
+    full = read_file(path, &len);
+    for (size_t k = 0; k < 2; k++) {
+        write_file(path, full, len - 5);
+        tde_fileio_inject_reset();
+        tde_fileio_inject(kinds[k], 1, EIO, false);
+        assert_int_equal(open_dict(&d, dir, false, 0), TDE_ERR_IO);
+        tde_fileio_inject_reset();
+        assert_tde_ok(open_dict(&d, dir, false, 0));
+        assert_int_equal(tde_filedict_count(d), 1);
+        tde_filedict_close(d);
+    }
+    free(full);
+    free(path);
+    test_rmtree(dir);
+    free(dir);
+}
+
 /* ---- Crash safety ---- */
 
 #define SCRIPT_LEN 40
@@ -778,6 +812,8 @@ test_filedict_fault_injection_at_every_io_call(void **state)
     struct script_op ops[SCRIPT_LEN];
     int points = 0;
     (void)state;
+
+    int reached_kind[sizeof(kinds) / sizeof(kinds[0])] = {0};
 
     script_make(ops, SCRIPT_LEN, 12345);
     for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
@@ -814,6 +850,7 @@ test_filedict_fault_injection_at_every_io_call(void **state)
                     break;
                 }
                 points++;
+                reached_kind[k]++;
                 /* Reopen without faults (this may repair a torn tail). */
                 assert_tde_ok(open_dict(&d, dir, false, SCRIPT_COMPACT));
                 if (failed_at < 0) {
@@ -837,6 +874,10 @@ test_filedict_fault_injection_at_every_io_call(void **state)
         }
     }
     assert_true(points > 50);
+    /* Every kind but truncate (only a torn-tail repair truncates) is reached. */
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        if (kinds[k] != TDE_FILEIO_TRUNCATE && reached_kind[k] == 0)
+            fail_msg("no %zu-th kind I/O call was ever made", k);
 }
 
 /* Kills the process at every hit of every named failpoint during the script, then checks the
@@ -851,6 +892,8 @@ test_filedict_crash_at_every_failpoint(void **state)
     struct script_op ops[SCRIPT_LEN];
     int crashes = 0;
     (void)state;
+
+    int hit[sizeof(points) / sizeof(points[0])] = {0};
 
     script_make(ops, SCRIPT_LEN, 777);
     for (size_t p = 0; p < sizeof(points) / sizeof(points[0]); p++) {
@@ -896,6 +939,7 @@ test_filedict_crash_at_every_failpoint(void **state)
             }
             assert_int_equal(WEXITSTATUS(status), 99);
             crashes++;
+            hit[p]++;
             assert_tde_ok(open_dict(&d, dir, false, SCRIPT_COMPACT));
             if (acked < 0) {
                 assert_int_equal(tde_filedict_count(d), 0);
@@ -912,6 +956,9 @@ test_filedict_crash_at_every_failpoint(void **state)
         }
     }
     assert_true(crashes > 40);
+    for (size_t p = 0; p < sizeof(points) / sizeof(points[0]); p++)
+        if (hit[p] == 0)
+            fail_msg("failpoint %s was never reached", points[p]);
 }
 
 /* ---- Concurrency ---- */
@@ -985,6 +1032,73 @@ test_filedict_group_commit_under_threads(void **state)
     tde_filedict_close(d);
     test_rmtree(dir);
     free(dir);
+}
+
+struct acked_worker {
+    tde_filedict *d;
+    int id;
+    bool acked[50];
+};
+
+static void *
+acked_worker_main(void *arg)
+{
+    struct acked_worker *w = arg;
+    for (int i = 0; i < 50; i++) {
+        char name[32];
+        tde_file_entry e = entry_for((uint64_t)(w->id * 50 + i));
+        snprintf(name, sizeof(name), "w%d/%d", w->id, i);
+        w->acked[i] = tde_filedict_put(w->d, name, &e) == TDE_OK;
+    }
+    return NULL;
+}
+
+/* A failed fsync under group commit fails every call of its batch and every later call; after
+ * reopening, every acknowledged entry is there. */
+static void
+test_filedict_failed_group_commit_keeps_every_acknowledged_entry(void **state)
+{
+    (void)state;
+
+    for (int kind = 0; kind < 2; kind++) {
+        char *dir = test_tmpdir("filedict");
+        tde_filedict *d;
+        pthread_t th[4];
+        struct acked_worker w[4];
+        int acked = 0, failed = 0;
+
+        assert_tde_ok(open_dict(&d, dir, false, 0));
+        tde_fileio_inject_reset();
+        tde_fileio_inject(kind ? TDE_FILEIO_WRITE : TDE_FILEIO_FSYNC, 20, kind ? ENOSPC : EIO,
+                          kind == 1);
+        for (int i = 0; i < 4; i++) {
+            memset(&w[i], 0, sizeof(w[i]));
+            w[i].d = d;
+            w[i].id = i;
+            assert_int_equal(pthread_create(&th[i], NULL, acked_worker_main, &w[i]), 0);
+        }
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+        tde_fileio_inject_reset();
+        tde_filedict_close(d);
+        assert_tde_ok(open_dict(&d, dir, false, 0));
+        for (int t = 0; t < 4; t++)
+            for (int i = 0; i < 50; i++) {
+                char name[32];
+                tde_file_entry e = entry_for((uint64_t)(t * 50 + i));
+                snprintf(name, sizeof(name), "w%d/%d", t, i);
+                if (w[t].acked[i]) {
+                    assert_entry(d, name, &e);
+                    acked++;
+                } else {
+                    failed++;
+                }
+            }
+        assert_true(acked >= 19 && failed > 0);
+        tde_filedict_close(d);
+        test_rmtree(dir);
+        free(dir);
+    }
 }
 
 /* A read-only open never writes, and follows a log that a writer appends to and compacts. */
@@ -1241,9 +1355,11 @@ main(void)
         cmocka_unit_test(test_filedict_recovery_refuses_an_unprovable_previous_generation),
         cmocka_unit_test(test_filedict_truncate_log_at_every_length),
         cmocka_unit_test(test_filedict_torn_tail_repaired_on_open),
+        cmocka_unit_test(test_filedict_failed_repair_is_retried_by_the_next_open),
         cmocka_unit_test(test_filedict_fault_injection_at_every_io_call),
         cmocka_unit_test(test_filedict_crash_at_every_failpoint),
         cmocka_unit_test(test_filedict_group_commit_under_threads),
+        cmocka_unit_test(test_filedict_failed_group_commit_keeps_every_acknowledged_entry),
         cmocka_unit_test(test_filedict_read_only_follows_a_live_writer),
         cmocka_unit_test(test_filedict_read_only_refresh_races_a_writer_thread),
         cmocka_unit_test(test_filedict_put_appends_one_record_not_a_rewrite),

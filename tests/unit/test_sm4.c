@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "cipher/sm4.h"
+#include "tde/cipher.h"
 #include "testutil.h"
 
 /* GB/T 32907-2016, appendix A, example 1 (and example 2: 1,000,000 encryptions). */
@@ -133,6 +134,41 @@ test_sm4_matches_openssl_at_random_offsets(void **state)
     }
 }
 
+/* Every batch size, partial chunk and spare chunk: lengths around each boundary, three skips. */
+static void
+test_sm4_matches_openssl_at_batch_edges(void **state)
+{
+    const cipher_backend *b = *state;
+    static const size_t bases[] = {0, 16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096, 8192};
+    static const unsigned skips[] = {0, 1, 15};
+    uint8_t key[16] = {0x5a}, ctr[16] = {0xc3};
+
+    if (!available(b))
+        skip();
+    void *sched = key_new(b, key);
+    for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+        for (int delta = -17; delta <= 17; delta++) {
+            if ((long)bases[i] + delta < 1)
+                continue;
+            size_t len = (size_t)((long)bases[i] + delta);
+            for (size_t k = 0; k < sizeof(skips) / sizeof(skips[0]); k++) {
+                uint8_t *buf = malloc(len), *expect = malloc(len);
+                assert_true(buf && expect);
+                for (size_t j = 0; j < len; j++)
+                    buf[j] = (uint8_t)(j * 31 + k);
+                openssl_ctr(key, ctr, skips[k], buf, expect, len);
+                assert_tde_ok(b->process(sched, ctr, skips[k], buf, buf, len));
+                if (memcmp(buf, expect, len) != 0)
+                    fail_msg("%s: length %zu, skip %u differs from OpenSSL", b->name, len,
+                             skips[k]);
+                free(buf);
+                free(expect);
+            }
+        }
+    }
+    b->key_free(sched);
+}
+
 /* Splitting a stream at any byte gives the same bytes as one call. */
 static void
 test_sm4_split_calls_match_one_call(void **state)
@@ -190,6 +226,48 @@ test_sm4_rejects_other_methods_and_bad_keys(void **state)
 }
 
 #ifdef SM4_HAVE_X86
+/* Through the public API: sm4-ctr goes to the first vector path this CPU has, and each can be
+ * forced. */
+static void
+test_sm4_registered_fastest_first(void **state)
+{
+    const cipher_backend *paths[] = {&tde_cipher_backend_sm4_gfni_avx512,
+                                     &tde_cipher_backend_sm4_gfni_avx2,
+                                     &tde_cipher_backend_sm4_aesni};
+    const char *expect = "gcrypt";
+    uint8_t key[16] = {7};
+    tde_cipher *c = NULL;
+
+    (void)state;
+    if (getenv("TDE_CIPHER_BACKEND") != NULL) {
+        print_message("TDE_CIPHER_BACKEND is set: the default order is overridden; skipped\n");
+        skip();
+    }
+    for (int i = 2; i >= 0; i--)
+        if (paths[i]->supports(TDE_METHOD_SM4_CTR))
+            expect = paths[i]->name;
+    assert_tde_ok(tde_cipher_set_backends(NULL));
+    assert_tde_ok(tde_cipher_new(&c, TDE_METHOD_SM4_CTR, key, sizeof(key)));
+    assert_string_equal(tde_cipher_backend(c), expect);
+    tde_cipher_free(c);
+    assert_non_null(
+        strstr(tde_cipher_backends_available(), "sm4-gfni-avx512,sm4-gfni-avx2,sm4-aesni,gcrypt"));
+
+    for (int i = 0; i < 3; i++) {
+        assert_tde_ok(tde_cipher_set_backends(paths[i]->name));
+        tde_status st = tde_cipher_new(&c, TDE_METHOD_SM4_CTR, key, sizeof(key));
+        if (paths[i]->supports(TDE_METHOD_SM4_CTR)) {
+            assert_tde_ok(st);
+            assert_string_equal(tde_cipher_backend(c), paths[i]->name);
+            tde_cipher_free(c);
+        } else {
+            print_message("%s: not supported by this CPU; forcing it must fail\n", paths[i]->name);
+            assert_int_equal(st, TDE_ERR_UNSUPPORTED);
+        }
+    }
+    assert_tde_ok(tde_cipher_set_backends(NULL));
+}
+
 /* Each case once per backend, named "<case> <backend>". */
 #define SM4_CASE(fn, b, label)                                                                     \
     {                                                                                              \
@@ -198,6 +276,7 @@ test_sm4_rejects_other_methods_and_bad_keys(void **state)
 #define SM4_TESTS(b, label)                                                                        \
     SM4_CASE(test_sm4_gbt32907_vectors, b, label),                                                 \
         SM4_CASE(test_sm4_matches_openssl_at_random_offsets, b, label),                            \
+        SM4_CASE(test_sm4_matches_openssl_at_batch_edges, b, label),                               \
         SM4_CASE(test_sm4_split_calls_match_one_call, b, label),                                   \
         SM4_CASE(test_sm4_rejects_other_methods_and_bad_keys, b, label)
 
@@ -208,6 +287,7 @@ main(void)
         SM4_TESTS(tde_cipher_backend_sm4_gfni_avx512, "sm4-gfni-avx512"),
         SM4_TESTS(tde_cipher_backend_sm4_gfni_avx2, "sm4-gfni-avx2"),
         SM4_TESTS(tde_cipher_backend_sm4_aesni, "sm4-aesni"),
+        cmocka_unit_test(test_sm4_registered_fastest_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,8 +95,8 @@ def fail(msg):
     sys.exit(1)
 
 
-# SM4's affine map (A1 = A2 = A, c1 = c2 = 0xd3; Liu et al., "Small scale
-# description of SM4"), checked below against the table, not trusted.
+# SM4's affine map (A1 = A2 = A, c1 = c2 = 0xd3, as in published algebraic
+# analyses of SM4), checked below against the table, not trusted.
 A = circulant(0xD3)
 C = 0xD3
 for x in range(256):
