@@ -89,6 +89,13 @@ TDE_API TDE_MUST_USE tde_status tde_cipher_process(const tde_cipher *c,
  */
 TDE_API TDE_MUST_USE tde_status tde_cipher_set_backends(const char *list);
 
+/**
+ * Name of the backend that new ciphers of method @p m would use now (e.g.
+ * "sm4-gfni-avx512"), "none" for plaintext, or NULL (with tde_last_error())
+ * when no selected backend supports @p m. Static storage.
+ */
+TDE_API const char *tde_method_backend(tde_method m);
+
 /** Comma-separated names of every backend compiled in, fastest first. Static storage. */
 TDE_API const char *tde_cipher_backends_available(void);
 

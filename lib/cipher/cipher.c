@@ -196,6 +196,19 @@ pick_backend(tde_method m, const cipher_backend **out)
     return st;
 }
 
+const char *
+tde_method_backend(tde_method m)
+{
+    const cipher_backend *b;
+    if (m == TDE_METHOD_PLAINTEXT)
+        return "none";
+    if (tde_method_name(m) == NULL || m == TDE_METHOD_UNKNOWN) {
+        tde_error_set(TDE_ERR_INVALID_ARG, "unknown encryption method id %d", (int)m);
+        return NULL;
+    }
+    return pick_backend(m, &b) == TDE_OK ? b->name : NULL;
+}
+
 struct tde_cipher {
     tde_method method;
     const cipher_backend *backend; /* NULL for plaintext */

@@ -70,6 +70,7 @@ expect 3 "$T" status "$M" -k "$B" $R
 # --- inspection ---
 expect 0 "$T" status "$M" -k "$A" $R
 has "$D/out" "method: *aes256-ctr"
+has "$D/out" "cipher backend: *[a-z]"
 has "$D/out" "encrypted files: *2"
 has "$D/out" "data keys: *1"
 has "$D/out" "in use: *no"

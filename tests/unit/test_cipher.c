@@ -438,6 +438,9 @@ test_backend_selection(void **state)
     assert_tde_ok(tde_cipher_new(&c, TDE_METHOD_AES128_CTR, key, 16));
     tde_set_log_callback(NULL, NULL);
     assert_string_equal(tde_cipher_backend(c), "openssl");
+    assert_string_equal(tde_method_backend(TDE_METHOD_SM4_CTR), "openssl");
+    assert_string_equal(tde_method_backend(TDE_METHOD_PLAINTEXT), "none");
+    assert_null(tde_method_backend((tde_method)42));
     assert_string_equal(last_log,
                         "cipher: aes128-ctr uses backend openssl"); /* the path is visible */
     tde_cipher_free(c);

@@ -36,7 +36,8 @@ static const struct {
     const char *name, *synopsis, *text;
 } helps[] = {
     {"status", "status DIR [OPTIONS]",
-     "Prints the current method, the current data key's id, age and next rotation\n"
+     "Prints the current method and the cipher backend serving it, the current data key's id, age "
+     "and next rotation\n"
      "(at the default period of 7 days), the master key's provider and id, the numbers\n"
      "of keys and files, the metadata sizes and whether a process holds DIR. Read-only.\n"},
     {"dump", "dump DIR [--file NAME] [--json] [--show-keys] [OPTIONS]",
@@ -351,6 +352,8 @@ do_status(kopts *o, tde_keymgr *km)
     else if (holder < 0)
         printf("an unknown process\n");
     printf("method:           %s\n", tde_method_name(m.method) ? tde_method_name(m.method) : "?");
+    printf("cipher backend:   %s\n",
+           tde_method_backend(m.method) ? tde_method_backend(m.method) : "none available");
     printf("enforce:          %s\n", m.enforce ? "yes" : "no");
     printf("current key:      %016llx\n", (unsigned long long)m.current_key_id);
     printf("  created:        %s (age %s)\n", t1, age);
