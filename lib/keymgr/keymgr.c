@@ -1468,7 +1468,8 @@ static int
 count_files(void *arg, const char *name, const tde_file_entry *e)
 {
     key_count *c = arg;
-    (void)name;
+    if (name[0] == '/')
+        return 0; /* a reserved entry, not a file */
     for (size_t i = 0; i < c->n; i++)
         if (c->info[i].id == e->key_id)
             c->info[i].files++;

@@ -369,6 +369,7 @@ test_keymgr_link_rename_delete(void **state)
     uint8_t ks[32];
     uint64_t id;
     tde_file_key *fk = NULL;
+    tde_keymgr_metrics m;
     FILE *fp;
     tde_keymgr *km = open_km(f);
 
@@ -388,6 +389,8 @@ test_keymgr_link_rename_delete(void **state)
     /* A failed rename(2) leaves the destination's old entry in place. */
     assert_int_equal(tde_keymgr_rename_file(km, a, c), TDE_ERR_NOT_FOUND);
     expect_file(km, c, id, ks);
+    assert_tde_ok(tde_keymgr_metrics_get(km, &m)); /* b and c: no reserved record left */
+    assert_int_equal(m.encrypted_files, 2);
     unlink(b);
     assert_tde_ok(tde_keymgr_delete_file(km, b));
     assert_tde_ok(tde_keymgr_delete_file(km, b)); /* missing: not an error */
@@ -1346,6 +1349,13 @@ test_keymgr_crash_inside_rename_over_keeps_files_readable(void **state)
         assert_tde_ok(tde_keymgr_rename_file(km, src, dst));
         hits = tde_failpoint_hits();
         tde_failpoint_reset();
+        read_marker(km, dst, got, sizeof(got));
+        assert_string_equal(got, "new");
+        {
+            tde_keymgr_metrics m; /* only CURRENT: the reserved record is gone */
+            assert_tde_ok(tde_keymgr_metrics_get(km, &m));
+            assert_int_equal(m.encrypted_files, 1);
+        }
         tde_keymgr_close(km);
         assert_true(hits > 0);
         for (unsigned long n = 1; n <= hits; n++, runs++) {
