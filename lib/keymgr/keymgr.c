@@ -537,9 +537,6 @@ recover_from_backup(tde_keymgr *km, tde_status orig)
         st = tde_filedict_foreach(km->fd, find_missing, &ms);
     if (st != TDE_OK || ms.missing > 0) {
         tde_filedict_close(km->fd);
-        for (size_t i = 0; i < km->n_ro_pending; i++)
-            free(km->ro_pending[i]);
-        free(km->ro_pending);
         km->fd = NULL;
         tde_keydict_clear(&km->kd);
         if (st != TDE_OK)
@@ -749,6 +746,9 @@ tde_keymgr_close(tde_keymgr *km)
         pthread_join(km->bg, NULL);
     }
     tde_filedict_close(km->fd);
+    for (size_t i = 0; i < km->n_ro_pending; i++)
+        free(km->ro_pending[i]);
+    free(km->ro_pending);
     for (size_t i = 0; i < km->n_keys; i++)
         key_unref(km->keys[i]);
     free(km->keys);
