@@ -13,6 +13,13 @@
  *   1. tde_keymgr_link_file(src, dst)   (dst entry durable)
  *   2. rename(2) or link(2) on disk
  *   3. for a rename: tde_keymgr_delete_file(src)
+ * A rename over a file that has an entry is not safe this way (a crash after
+ * step 1 leaves the old file with the new key): tde_keymgr_rename_file() keeps
+ * the old entry under the reserved name "/rename-prev/<len(dst)>/<dst><src>"
+ * (stored names; real ones never start with '/') until the rename is durable,
+ * and the next read-write open puts it back if src still exists on disk, else
+ * drops it. Read-only opens resolve such records in memory (docs/formats.md,
+ * "Reserved names").
  * and for deletion: unlink(2) first, then tde_keymgr_delete_file(), so a crash
  * leaves at most an orphan entry, never an unreadable file.
  *
@@ -101,7 +108,12 @@ TDE_API TDE_MUST_USE tde_status tde_keymgr_delete_file(tde_keymgr *km, const cha
 TDE_API TDE_MUST_USE tde_status tde_keymgr_link_file(tde_keymgr *km, const char *src,
                                                      const char *dst);
 
-/** The whole rename protocol: link entry, rename(2), drop the source entry. */
+/**
+ * The whole rename protocol: link entry, rename(2), drop the source entry; over
+ * an existing entry, crash-safe as described at the top of this file. Names
+ * whose combined stored length passes 4096 bytes are refused (INVALID_ARG)
+ * when dst has an entry.
+ */
 TDE_API TDE_MUST_USE tde_status tde_keymgr_rename_file(tde_keymgr *km, const char *src,
                                                        const char *dst);
 

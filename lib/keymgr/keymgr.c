@@ -80,6 +80,8 @@ struct tde_keymgr {
     tde_masterkey *master;
     tde_masterkey *previous;
     tde_filedict *fd;
+    char **ro_pending; /* read-only: reserved entries of interrupted renames found at open */
+    size_t n_ro_pending;
 
     pthread_mutex_t write_mu; /* guards kd, master */
     tde_keydict kd;
@@ -629,6 +631,8 @@ rotation_due(tde_keymgr *km, uint64_t now)
 
 static tde_status rotate_locked(tde_keymgr *km, uint64_t now, const char *why);
 static tde_status remove_unused_locked(tde_keymgr *km);
+static tde_status resolve_pending(tde_keymgr *km);
+static tde_status resolve_pending_read_only(tde_keymgr *km, const char *name, tde_file_entry *e);
 static void *bg_main(void *arg);
 
 tde_status
@@ -702,6 +706,7 @@ tde_keymgr_open(tde_keymgr **out, const tde_keymgr_config *cfg)
     km->enforce =
         cfg->enforce < 0 ? (km->kd.flags & TDE_KEYDICT_FLAG_ENFORCE) != 0 : cfg->enforce > 0;
 
+    TDE_ERR(resolve_pending(km));
     if (!km->read_only) {
         uint64_t now = now_s(km);
         pthread_mutex_lock(&km->write_mu);
@@ -741,6 +746,9 @@ tde_keymgr_close(tde_keymgr *km)
         pthread_join(km->bg, NULL);
     }
     tde_filedict_close(km->fd);
+    for (size_t i = 0; i < km->n_ro_pending; i++)
+        free(km->ro_pending[i]);
+    free(km->ro_pending);
     for (size_t i = 0; i < km->n_keys; i++)
         key_unref(km->keys[i]);
     free(km->keys);
@@ -1115,6 +1123,8 @@ tde_keymgr_get_file(tde_keymgr *km, const char *path, tde_file_key **out)
     st = km->read_only ? tde_filedict_refresh(km->fd) : TDE_OK;
     if (st == TDE_OK)
         st = tde_filedict_get(km->fd, name, &e);
+    if (st == TDE_OK && km->n_ro_pending > 0)
+        st = resolve_pending_read_only(km, name, &e);
     atomic_fetch_add(&km->m_reads, 1);
     atomic_fetch_add(&km->m_read_ns, mono_ns() - t0);
     if (st == TDE_ERR_NOT_FOUND) {
@@ -1205,37 +1215,215 @@ tde_keymgr_link_file(tde_keymgr *km, const char *src, const char *dst)
     return st;
 }
 
+/*
+ * A rename over a file with an entry keeps that entry as "/rename-prev/<len(dst)>/<dst><src>"
+ * (stored names never start with '/') until the rename(2) is durable. Found at a read-write
+ * open: the source still on disk means the rename did not happen, so the entry goes back.
+ */
+#define PENDING_PREFIX "/rename-prev/"
+
+static tde_status
+pending_name(char *buf, size_t cap, const char *dname, const char *sname)
+{
+    size_t n = (size_t)snprintf(buf, cap, PENDING_PREFIX "%zu/%s%s", strlen(dname), dname, sname);
+    if (n >= cap || n > TDE_FILEDICT_NAME_MAX)
+        return tde_error_set(TDE_ERR_INVALID_ARG,
+                             "key manager: names too long to rename %s over %s safely", sname,
+                             dname);
+    return TDE_OK;
+}
+
+/* Splits a pending name into the destination and source stored names; false if not one. */
+static bool
+pending_parse(const char *name, char *dname, char *sname, size_t cap)
+{
+    char *end;
+    unsigned long long dl;
+
+    if (strncmp(name, PENDING_PREFIX, strlen(PENDING_PREFIX)) != 0)
+        return false;
+    name += strlen(PENDING_PREFIX);
+    dl = strtoull(name, &end, 10);
+    if (end == name || *end != '/' || dl == 0 || dl >= cap || strlen(end + 1) <= dl ||
+        strlen(end + 1) - dl >= cap)
+        return false;
+    memcpy(dname, end + 1, dl);
+    dname[dl] = '\0';
+    strcpy(sname, end + 1 + dl);
+    return true;
+}
+
+/* The path on disk of the stored name @p name (under its root). */
+static bool
+stored_to_path(const tde_keymgr *km, const char *name, char *out, size_t cap)
+{
+    const char *slash = strchr(name, '/');
+
+    if (slash == NULL)
+        return false;
+    for (size_t i = 0; i < km->n_roots; i++)
+        if (strlen(km->roots[i].name) == (size_t)(slash - name) &&
+            strncmp(km->roots[i].name, name, (size_t)(slash - name)) == 0)
+            return (size_t)snprintf(out, cap, "%s%s", km->roots[i].path, slash) < cap;
+    return false;
+}
+
+typedef struct pending_list {
+    char **names;
+    size_t n, cap;
+    bool oom;
+} pending_list;
+
+static int
+collect_pending(void *arg, const char *name, const tde_file_entry *e)
+{
+    pending_list *l = arg;
+    (void)e;
+    if (strncmp(name, PENDING_PREFIX, strlen(PENDING_PREFIX)) != 0)
+        return 0;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 4;
+        char **nn = realloc(l->names, nc * sizeof(*nn));
+        if (nn == NULL)
+            return l->oom = true;
+        l->names = nn;
+        l->cap = nc;
+    }
+    l->names[l->n] = str_dup(name);
+    if (l->names[l->n] == NULL)
+        return l->oom = true;
+    l->n++;
+    return 0;
+}
+
+/* Whether a recorded rename did not happen: its source @p sname is still on disk. */
+static bool
+pending_source_there(const tde_keymgr *km, const char *sname)
+{
+    char path[PATH_MAX + 64];
+    return stored_to_path(km, sname, path, sizeof(path)) && access(path, F_OK) == 0;
+}
+
+/*
+ * Read-only: the entry @p name would have once resolve_pending() ran (nothing is written).
+ * Covers renames interrupted before this handle opened, not ones a live writer is doing.
+ */
+static tde_status
+resolve_pending_read_only(tde_keymgr *km, const char *name, tde_file_entry *e)
+{
+    for (size_t i = 0; i < km->n_ro_pending; i++) {
+        char dname[PATH_MAX + 64], sname[PATH_MAX + 64];
+        tde_file_entry prev;
+        if (pending_parse(km->ro_pending[i], dname, sname, sizeof(dname)) &&
+            strcmp(dname, name) == 0 &&
+            tde_filedict_get(km->fd, km->ro_pending[i], &prev) == TDE_OK &&
+            pending_source_there(km, sname)) {
+            *e = prev;
+            break;
+        }
+    }
+    return TDE_OK;
+}
+
+/* Open: finishes or undoes every rename a crash interrupted (read-only: only remembers them). */
+static tde_status
+resolve_pending(tde_keymgr *km)
+{
+    pending_list l = {0};
+    tde_status st = tde_filedict_foreach(km->fd, collect_pending, &l);
+
+    if (km->read_only) {
+        km->ro_pending = l.names;
+        km->n_ro_pending = l.n;
+        return st == TDE_OK && l.oom
+                   ? tde_error_set(TDE_ERR_NOMEM, "key manager %s: out of memory", km->dir)
+                   : st;
+    }
+
+    for (size_t i = 0; i < l.n && st == TDE_OK; i++) {
+        char dname[PATH_MAX + 64], sname[PATH_MAX + 64];
+        tde_file_entry prev;
+        if (!pending_parse(l.names[i], dname, sname, sizeof(dname)))
+            continue;
+        st = tde_filedict_get(km->fd, l.names[i], &prev);
+        if (st != TDE_OK)
+            break;
+        if (pending_source_there(km, sname)) {
+            tde_log(TDE_LOG_WARN,
+                    "key manager %s: rename %s -> %s was interrupted before "
+                    "rename(2): restoring the entry of %s",
+                    km->dir, sname, dname, dname);
+            st = tde_filedict_put(km->fd, dname, &prev);
+        } else {
+            st = tde_filedict_delete(km->fd, sname);
+            st = st == TDE_ERR_NOT_FOUND ? TDE_OK : st;
+        }
+        if (st == TDE_OK)
+            st = tde_filedict_delete(km->fd, l.names[i]);
+        st = st == TDE_ERR_NOT_FOUND ? TDE_OK : st;
+    }
+    if (st == TDE_OK && l.oom)
+        st = tde_error_set(TDE_ERR_NOMEM, "key manager %s: out of memory", km->dir);
+    for (size_t i = 0; i < l.n; i++)
+        free(l.names[i]);
+    free(l.names);
+    return st;
+}
+
 tde_status
 tde_keymgr_rename_file(tde_keymgr *km, const char *src, const char *dst)
 {
-    char dname[PATH_MAX + 64];
+    char sname[PATH_MAX + 64], dname[PATH_MAX + 64], pname[TDE_FILEDICT_NAME_MAX + 1];
     tde_file_entry old;
     bool had_old;
     tde_status st;
 
     TDE_RET(check_writable(km));
+    TDE_RET(tde_keymgr_stored_name(km, src, sname, sizeof(sname)));
     TDE_RET(tde_keymgr_stored_name(km, dst, dname, sizeof(dname)));
     st = tde_filedict_get(km->fd, dname, &old);
     if (st != TDE_OK && st != TDE_ERR_NOT_FOUND)
         return st;
     had_old = st == TDE_OK;
-    TDE_RET(tde_keymgr_link_file(km, src, dst));
+    if (had_old) {
+        TDE_RET(pending_name(pname, sizeof(pname), dname, sname));
+        TDE_RET(tde_filedict_put(km->fd, pname, &old));
+    }
+    st = tde_keymgr_link_file(km, src, dst);
+    if (st != TDE_OK) {
+        /* Nothing was renamed: drop the record (a failed write leaves it to the next open). */
+        if (had_old && tde_filedict_delete(km->fd, pname) != TDE_OK)
+            return tde_error_set(st, "key manager %s: renaming %s over %s failed", km->dir, src,
+                                 dst);
+        return st;
+    }
     TDE_FAILPOINT("keymgr.rename.after_link");
     if (rename(src, dst) != 0) {
         int e = errno;
         /* Put the destination's entry back: its file was not replaced. */
         tde_status undo =
             had_old ? tde_filedict_put(km->fd, dname, &old) : tde_filedict_delete(km->fd, dname);
+        if (undo == TDE_OK && had_old)
+            undo = tde_filedict_delete(km->fd, pname);
         if (undo != TDE_OK && undo != TDE_ERR_NOT_FOUND)
             tde_log(TDE_LOG_ERROR, "key manager %s: restoring the entry of %s failed: %s", km->dir,
                     dst, tde_last_error());
         return tde_error_set(TDE_ERR_IO, "rename %s -> %s: %s", src, dst, strerror(e));
     }
     TDE_FAILPOINT("keymgr.rename.after_rename");
+    if (had_old) {
+        /* The previous entry may go only once the rename survives a power loss. */
+        TDE_RET(tde_fileio_fsync_parent(dst));
+        TDE_RET(tde_fileio_fsync_parent(src));
+    }
     /* rename(2) of two links to one inode succeeds and keeps both names: keep both entries. */
-    if (access(src, F_OK) == 0)
+    if (access(src, F_OK) != 0)
+        TDE_RET(tde_keymgr_delete_file(km, src));
+    TDE_FAILPOINT("keymgr.rename.after_drop_source");
+    if (!had_old)
         return TDE_OK;
-    return tde_keymgr_delete_file(km, src);
+    st = tde_filedict_delete(km->fd, pname);
+    return st == TDE_ERR_NOT_FOUND ? TDE_OK : st;
 }
 
 /* ---- metrics and inspection ------------------------------------------------------------- */
@@ -1280,7 +1468,8 @@ static int
 count_files(void *arg, const char *name, const tde_file_entry *e)
 {
     key_count *c = arg;
-    (void)name;
+    if (name[0] == '/')
+        return 0; /* a reserved entry, not a file */
     for (size_t i = 0; i < c->n; i++)
         if (c->info[i].id == e->key_id)
             c->info[i].files++;
@@ -1332,6 +1521,8 @@ static int
 walk_file(void *arg, const char *name, const tde_file_entry *e)
 {
     file_walk *w = arg;
+    if (name[0] == '/')
+        return 0; /* a reserved entry (an interrupted rename), not a file */
     tde_keymgr_file_info f = {.name = name, .key_id = e->key_id, .method = (tde_method)e->method};
     memcpy(f.iv, e->iv, sizeof(f.iv));
     return w->fn(w->arg, &f);

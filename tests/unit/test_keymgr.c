@@ -2,6 +2,7 @@
  * test per TiKV failure the issue names (tikv#8212, #9488, #9886, #12890, #14585, #15768). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,6 +369,7 @@ test_keymgr_link_rename_delete(void **state)
     uint8_t ks[32];
     uint64_t id;
     tde_file_key *fk = NULL;
+    tde_keymgr_metrics m;
     FILE *fp;
     tde_keymgr *km = open_km(f);
 
@@ -387,6 +389,8 @@ test_keymgr_link_rename_delete(void **state)
     /* A failed rename(2) leaves the destination's old entry in place. */
     assert_int_equal(tde_keymgr_rename_file(km, a, c), TDE_ERR_NOT_FOUND);
     expect_file(km, c, id, ks);
+    assert_tde_ok(tde_keymgr_metrics_get(km, &m)); /* b and c: no reserved record left */
+    assert_int_equal(m.encrypted_files, 2);
     unlink(b);
     assert_tde_ok(tde_keymgr_delete_file(km, b));
     assert_tde_ok(tde_keymgr_delete_file(km, b)); /* missing: not an error */
@@ -1283,6 +1287,126 @@ test_keymgr_every_io_failure_of_every_file_operation(void **state)
     assert_true(failures > 0);
 }
 
+/* ---- crash inside a rename over an existing file ------------------------------------- */
+
+/* Creates @p path with a fresh entry holding @p marker encrypted under its key. */
+static void
+write_marker(tde_keymgr *km, const char *path, const char *marker)
+{
+    tde_file_key *fk = NULL;
+    uint8_t ct[64];
+    size_t n = strlen(marker);
+    FILE *fp;
+
+    assert_tde_ok(tde_keymgr_new_file(km, path, &fk));
+    assert_tde_ok(tde_file_key_process(fk, 0, marker, ct, n));
+    tde_file_key_free(fk);
+    fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(ct, 1, n, fp), n);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* What @p path decrypts to with the key the key manager gives it. */
+static void
+read_marker(tde_keymgr *km, const char *path, char *out, size_t cap)
+{
+    tde_file_key *fk = NULL;
+    size_t n = 0;
+    uint8_t *ct = slurp(path, &n);
+
+    assert_true(n < cap);
+    assert_tde_ok(tde_keymgr_get_file(km, path, &fk));
+    assert_tde_ok(tde_file_key_process(fk, 0, ct, out, n));
+    out[n] = '\0';
+    tde_file_key_free(fk);
+    free(ct);
+}
+
+/* A rename over CURRENT (as RocksDB does) crashes at every failpoint hit in turn. After reopen,
+ * read-only and then read-write, CURRENT decrypts to either its old or its new content, the
+ * source (if still there) to its own, and no reserved entry is left. */
+static void
+test_keymgr_crash_inside_rename_over_keeps_files_readable(void **state)
+{
+    fixture *f = *state;
+    static const char *const fps[] = {
+        "filedict.before_append",     "filedict.after_append",
+        "filedict.after_sync",        "keymgr.rename.after_link",
+        "keymgr.rename.after_rename", "keymgr.rename.after_drop_source"};
+    char src[2048], dst[2048], old[64], new[64], got[64];
+    unsigned long runs = 0;
+    tde_keymgr *km;
+
+    db_path(f, "CURRENT.dbtmp", src, sizeof(src));
+    db_path(f, "CURRENT", dst, sizeof(dst));
+    for (size_t i = 0; i < sizeof(fps) / sizeof(fps[0]); i++) {
+        unsigned long hits;
+        km = open_km(f);
+        write_marker(km, dst, "old");
+        write_marker(km, src, "new");
+        tde_failpoint_arm(fps[i], ULONG_MAX, 42);
+        assert_tde_ok(tde_keymgr_rename_file(km, src, dst));
+        hits = tde_failpoint_hits();
+        tde_failpoint_reset();
+        read_marker(km, dst, got, sizeof(got));
+        assert_string_equal(got, "new");
+        {
+            tde_keymgr_metrics m; /* only CURRENT: the reserved record is gone */
+            assert_tde_ok(tde_keymgr_metrics_get(km, &m));
+            assert_int_equal(m.encrypted_files, 1);
+        }
+        tde_keymgr_close(km);
+        assert_true(hits > 0);
+        for (unsigned long n = 1; n <= hits; n++, runs++) {
+            tde_keymgr_metrics m;
+            pid_t pid;
+            int ws;
+            bool src_there;
+
+            snprintf(old, sizeof(old), "old %zu/%lu", i, n);
+            snprintf(new, sizeof(new), "new %zu/%lu", i, n);
+            km = open_km(f);
+            write_marker(km, dst, old);
+            write_marker(km, src, new);
+            tde_keymgr_close(km);
+            pid = fork();
+            if (pid == 0) {
+                tde_keymgr *c = NULL;
+                if (tde_keymgr_open(&c, &f->cfg) != TDE_OK)
+                    _exit(3);
+                tde_failpoint_arm(fps[i], n, 42);
+                _exit(tde_keymgr_rename_file(c, src, dst) == TDE_OK ? 4 : 5);
+            }
+            assert_int_equal(waitpid(pid, &ws, 0), pid);
+            assert_true(WIFEXITED(ws));
+            assert_int_equal(WEXITSTATUS(ws), 42);
+            src_there = access(src, F_OK) == 0;
+
+            f->cfg.read_only = true;
+            km = open_km(f);
+            read_marker(km, dst, got, sizeof(got));
+            assert_string_equal(got, src_there ? old : new);
+            tde_keymgr_close(km);
+            f->cfg.read_only = false;
+
+            km = open_km(f);
+            read_marker(km, dst, got, sizeof(got));
+            assert_string_equal(got, src_there ? old : new);
+            if (src_there) {
+                read_marker(km, src, got, sizeof(got));
+                assert_string_equal(got, new);
+            }
+            assert_tde_ok(tde_keymgr_metrics_get(km, &m));
+            assert_int_equal(m.encrypted_files, src_there ? 2 : 1);
+            unlink(src);
+            assert_tde_ok(tde_keymgr_delete_file(km, src));
+            tde_keymgr_close(km);
+        }
+    }
+    assert_true(runs >= 10);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int
@@ -1315,6 +1439,7 @@ main(void)
         T(test_keymgr_rejects_bad_config),
         T(test_keymgr_v1_fixture_opens),
         T(test_keymgr_every_io_failure_of_every_file_operation),
+        T(test_keymgr_crash_inside_rename_over_keeps_files_readable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
