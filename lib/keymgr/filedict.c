@@ -873,6 +873,18 @@ remove_stale_files(const tde_filedict *d, uint64_t gen)
  * Reads @p fd from @p off to its current end into big_alloc() memory (*cap bytes, for
  * big_free()). A file that grows meanwhile is read up to the size seen at the start.
  */
+/* Replays a whole log file (header already checked) into @p t, sizing the table once. */
+static tde_status
+replay_whole_log(const struct source *s, const uint8_t *buf, size_t len, struct table *t,
+                 uint64_t *log_end, bool *torn)
+{
+    /* At most one new entry per smallest put record. */
+    TDE_RET(table_reserve(t, t->live + (len - LOG_HEADER_LEN) /
+                                           (REC_HEADER_LEN + ENTRY_LEN + 3 + MAC_LEN)));
+    return log_replay(s, buf + LOG_HEADER_LEN, len - LOG_HEADER_LEN, LOG_HEADER_LEN, t, log_end,
+                      torn);
+}
+
 static tde_status
 read_big(int fd, uint64_t off, const char *path, uint8_t **buf, size_t *len, size_t *cap)
 {
@@ -944,11 +956,7 @@ load_generation(tde_filedict *d, uint64_t gen, struct table *t, int *fd, uint64_
     TDE_ERR(st);
     TDE_ERR(read_big(*fd, 0, path, &buf, &len, &cap));
     TDE_ERR(log_header_parse(&s, buf, len));
-    /* At most one new entry per smallest put record: size the table once. */
-    TDE_ERR(table_reserve(t, t->live + (len - LOG_HEADER_LEN) /
-                                           (REC_HEADER_LEN + ENTRY_LEN + 3 + MAC_LEN)));
-    TDE_ERR(log_replay(&s, buf + LOG_HEADER_LEN, len - LOG_HEADER_LEN, LOG_HEADER_LEN, t, log_end,
-                       torn));
+    TDE_ERR(replay_whole_log(&s, buf, len, t, log_end, torn));
     big_free(buf, cap);
     return TDE_OK;
 err:
@@ -1003,10 +1011,7 @@ recover_previous(tde_filedict *d, uint64_t gen, struct table *t, int *fd, uint64
     TDE_ENSURE(prev_fd >= 0 && prev_end == base && !prev_torn, TDE_ERR_CORRUPT,
                "%s: generation %" PRIu64 " does not end where snapshot %" PRIu64 " began", d->dir,
                gen - 1, gen);
-    TDE_ERR(table_reserve(t, t->live + (len - LOG_HEADER_LEN) /
-                                           (REC_HEADER_LEN + ENTRY_LEN + 3 + MAC_LEN)));
-    TDE_ERR(log_replay(&s, buf + LOG_HEADER_LEN, len - LOG_HEADER_LEN, LOG_HEADER_LEN, t, log_end,
-                       torn));
+    TDE_ERR(replay_whole_log(&s, buf, len, t, log_end, torn));
     big_free(buf, cap);
     return TDE_OK;
 err:
