@@ -690,27 +690,14 @@ EncryptedFileSystem::EncryptedFileSystem(const std::shared_ptr<rocksdb::FileSyst
 
 namespace
 {
-const char kPrevSuffix[] = ".tde-prev";
-
-// The key of @p path if it has a (non-plaintext) entry, else nullptr.
-tde_file_key *
-EntryOf(tde_keymgr *km, const std::string &path)
+// The size of @p fname, or 0 with *exists false when there is no such file.
+IOStatus
+ExistingSize(rocksdb::FileSystem *fs, const std::string &fname, IODebugContext *dbg, bool *exists,
+             uint64_t *size)
 {
-    tde_file_key *fk = nullptr;
-    if (tde_keymgr_get_file(km, path.c_str(), &fk) != TDE_OK)
-        return nullptr;
-    if (tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT) {
-        tde_file_key_free(fk);
-        return nullptr;
-    }
-    return fk;
-}
-
-bool
-SameKey(const tde_file_key *a, const tde_file_key *b)
-{
-    return tde_file_key_id(a) == tde_file_key_id(b) &&
-           memcmp(tde_file_key_iv(a), tde_file_key_iv(b), TDE_CIPHER_IV_LEN) == 0;
+    *size = 0;
+    *exists = fs->FileExists(fname, IOOptions(), dbg).ok();
+    return *exists ? fs->GetFileSize(fname, IOOptions(), size, dbg) : IOStatus::OK();
 }
 } // namespace
 
@@ -722,54 +709,28 @@ EncryptedFileSystem::FileKey(const std::string &fname, bool create, tde_file_key
                            : tde_keymgr_get_file(km_->km, path.c_str(), out);
     if (st != TDE_OK)
         return StatusFromTde(st, fname);
-    if (!create)
-        return ResolveInterruptedRename(fname, out);
     return IOStatus::OK();
 }
 
-// A crash inside an overwriting rename (CURRENT.dbtmp -> CURRENT) can leave the new name's
-// entry pointing at the source's key while the old content is still on disk. RenameFile keeps
-// the old entry as "<dst>.tde-prev" until the rename is durable; if it is still there, the
-// rename did not happen exactly when a file in the same directory still carries the new
-// entry's key (the source was not renamed away). Then the old key is the right one.
+// Opens an existing file for reading with @p open on the target, under its key.
+template <typename Wrapper, typename File>
 IOStatus
-EncryptedFileSystem::ResolveInterruptedRename(const std::string &fname, tde_file_key **fk)
+EncryptedFileSystem::OpenReadable(OpenFn<File> open, const std::string &fname,
+                                  const FileOptions &opts, std::unique_ptr<File> *result,
+                                  IODebugContext *dbg)
 {
-    std::string prev_path = KeyManagerPath(fname) + kPrevSuffix;
-    FileKeyPtr prev(EntryOf(km_->km, prev_path));
-    if (!prev)
-        return IOStatus::OK();
-    size_t slash = fname.rfind('/');
-    std::string dir = slash == std::string::npos ? "." : fname.substr(0, slash);
-    std::string base = fname.substr(slash == std::string::npos ? 0 : slash + 1);
-    std::vector<std::string> children;
-    IOStatus s = target()->GetChildren(dir, IOOptions(), &children, nullptr);
+    IOStatus s = RefuseUnsafeOptions(opts, false, fname);
     if (!s.ok())
         return s;
-    bool source_still_there = false;
-    for (const std::string &c : children) {
-        if (c == base || c == "." || c == "..")
-            continue;
-        FileKeyPtr other(EntryOf(km_->km, KeyManagerPath(dir + "/" + c)));
-        if (other && SameKey(other.get(), *fk)) {
-            source_still_there = true;
-            break;
-        }
-    }
-    std::string path = KeyManagerPath(fname);
-    if (!km_->read_only) {
-        tde_status st = TDE_OK;
-        if (source_still_there)
-            st = tde_keymgr_link_file(km_->km, prev_path.c_str(), path.c_str());
-        if (st == TDE_OK)
-            st = tde_keymgr_delete_file(km_->km, prev_path.c_str());
-        if (st != TDE_OK)
-            return StatusFromTde(st, fname);
-    }
-    if (source_still_there) {
-        tde_file_key_free(*fk);
-        *fk = prev.release();
-    }
+    std::unique_ptr<File> inner;
+    s = (target()->*open)(fname, opts, &inner, dbg);
+    if (!s.ok())
+        return s;
+    tde_file_key *fk = nullptr;
+    s = FileKey(fname, false, &fk);
+    if (!s.ok())
+        return s;
+    result->reset(new Wrapper(std::move(inner), FileKeyPtr(fk), fname));
     return IOStatus::OK();
 }
 
@@ -778,19 +739,8 @@ EncryptedFileSystem::NewSequentialFile(const std::string &fname, const FileOptio
                                        std::unique_ptr<FSSequentialFile> *result,
                                        IODebugContext *dbg)
 {
-    IOStatus s = RefuseUnsafeOptions(opts, false, fname);
-    if (!s.ok())
-        return s;
-    std::unique_ptr<FSSequentialFile> inner;
-    s = target()->NewSequentialFile(fname, opts, &inner, dbg);
-    if (!s.ok())
-        return s;
-    tde_file_key *fk = nullptr;
-    s = FileKey(fname, false, &fk);
-    if (!s.ok())
-        return s;
-    result->reset(new EncryptedSequentialFile(std::move(inner), FileKeyPtr(fk), fname));
-    return IOStatus::OK();
+    return OpenReadable<EncryptedSequentialFile>(&rocksdb::FileSystem::NewSequentialFile, fname,
+                                                 opts, result, dbg);
 }
 
 IOStatus
@@ -798,19 +748,8 @@ EncryptedFileSystem::NewRandomAccessFile(const std::string &fname, const FileOpt
                                          std::unique_ptr<FSRandomAccessFile> *result,
                                          IODebugContext *dbg)
 {
-    IOStatus s = RefuseUnsafeOptions(opts, false, fname);
-    if (!s.ok())
-        return s;
-    std::unique_ptr<FSRandomAccessFile> inner;
-    s = target()->NewRandomAccessFile(fname, opts, &inner, dbg);
-    if (!s.ok())
-        return s;
-    tde_file_key *fk = nullptr;
-    s = FileKey(fname, false, &fk);
-    if (!s.ok())
-        return s;
-    result->reset(new EncryptedRandomAccessFile(std::move(inner), FileKeyPtr(fk), fname));
-    return IOStatus::OK();
+    return OpenReadable<EncryptedRandomAccessFile>(&rocksdb::FileSystem::NewRandomAccessFile, fname,
+                                                   opts, result, dbg);
 }
 
 IOStatus
@@ -821,9 +760,9 @@ EncryptedFileSystem::OpenWritable(const std::string &fname, const FileOptions &o
     if (!s.ok())
         return s;
     uint64_t size = 0;
-    bool exists = reopen && target()->FileExists(fname, IOOptions(), dbg).ok();
-    if (exists) {
-        s = target()->GetFileSize(fname, IOOptions(), &size, dbg);
+    bool exists = false;
+    if (reopen) {
+        s = ExistingSize(target(), fname, dbg, &exists, &size);
         if (!s.ok())
             return s;
     }
@@ -882,11 +821,10 @@ EncryptedFileSystem::NewRandomRWFile(const std::string &fname, const FileOptions
     if (!s.ok())
         return s;
     uint64_t size = 0;
-    if (target()->FileExists(fname, IOOptions(), dbg).ok()) {
-        s = target()->GetFileSize(fname, IOOptions(), &size, dbg);
-        if (!s.ok())
-            return s;
-    }
+    bool exists = false;
+    s = ExistingSize(target(), fname, dbg, &exists, &size);
+    if (!s.ok())
+        return s;
     if (size > 0)
         return IOStatus::NotSupported("libtde: in-place rewrites of " + fname +
                                       " are refused (they would reuse keystream); use "
@@ -912,8 +850,10 @@ EncryptedFileSystem::NewMemoryMappedFileBuffer(const std::string &fname,
                                   fname);
 }
 
-// The key manager's protocol: the destination's entry is durable before the rename, the
-// source's entry is dropped after it, so a crash leaves at most an orphan entry.
+// The key manager renames: it keeps the destination's old entry (or its absence) until the
+// rename(2) is durable, so a crash at any instant leaves both names readable (docs/rocksdb.md,
+// "Names"). Its rename(2) is the one the target would do: the target is always RocksDB's POSIX
+// file system (api.cc).
 IOStatus
 EncryptedFileSystem::RenameFile(const std::string &src, const std::string &dst,
                                 const IOOptions &opts, IODebugContext *dbg)
@@ -922,39 +862,14 @@ EncryptedFileSystem::RenameFile(const std::string &src, const std::string &dst,
     if (target()->IsDirectory(src, opts, &is_dir, dbg).ok() && is_dir)
         return RenameDir(src, dst, opts, dbg);
     std::string s_path = KeyManagerPath(src), d_path = KeyManagerPath(dst);
-    std::string prev_path = d_path + kPrevSuffix;
-    tde_file_key *fk = nullptr;
-    tde_status st = tde_keymgr_get_file(km_->km, s_path.c_str(), &fk);
-    if (st != TDE_OK)
-        return StatusFromTde(st, src);
-    bool plain = tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT;
-    tde_file_key_free(fk);
-    // Replacing an encrypted file: keep its entry until the rename is durable.
-    FileKeyPtr old_dst;
-    if (target()->FileExists(dst, opts, dbg).ok())
-        old_dst.reset(EntryOf(km_->km, d_path));
-    if (old_dst) {
-        st = tde_keymgr_link_file(km_->km, d_path.c_str(), prev_path.c_str());
-        if (st != TDE_OK)
-            return StatusFromTde(st, dst);
-    }
-    st = plain ? tde_keymgr_delete_file(km_->km, d_path.c_str())
-               : tde_keymgr_link_file(km_->km, s_path.c_str(), d_path.c_str());
-    if (st != TDE_OK)
-        return StatusFromTde(st, dst);
-    IOStatus s = target()->RenameFile(src, dst, opts, dbg);
-    if (!s.ok())
-        return s;
-    st = tde_keymgr_delete_file(km_->km, s_path.c_str());
-    if (st == TDE_OK && old_dst)
-        st = tde_keymgr_delete_file(km_->km, prev_path.c_str());
+    tde_status st = tde_keymgr_rename_file(km_->km, s_path.c_str(), d_path.c_str());
     if (st != TDE_OK)
         return StatusFromTde(st, src);
     return IOStatus::OK();
 }
 
-// A directory rename (checkpoints: "<dir>.tmp" -> "<dir>") moves the entries of every file
-// below it with the same protocol: new names first, rename, then drop the old names.
+// A directory rename (checkpoints: "<dir>.tmp" -> "<dir>") moves the entry of every file below
+// it: new names first, rename, then drop the old names, so a crash leaves only orphan entries.
 IOStatus
 EncryptedFileSystem::RenameDir(const std::string &src, const std::string &dst,
                                const IOOptions &opts, IODebugContext *dbg)
@@ -965,7 +880,7 @@ EncryptedFileSystem::RenameDir(const std::string &src, const std::string &dst,
         return s;
     for (const auto &m : moved) {
         tde_status st = tde_keymgr_link_file(km_->km, m.first.c_str(), m.second.c_str());
-        if (st != TDE_OK)
+        if (st != TDE_OK && st != TDE_ERR_NOT_FOUND) // enforce: a file without an entry stays so
             return StatusFromTde(st, m.second);
     }
     s = target()->RenameFile(src, dst, opts, dbg);
@@ -979,7 +894,7 @@ EncryptedFileSystem::RenameDir(const std::string &src, const std::string &dst,
     return IOStatus::OK();
 }
 
-// The (old, new) key-manager names of every encrypted file below @p src.
+// The (old, new) key-manager names of every file below @p src.
 IOStatus
 EncryptedFileSystem::CollectEntries(const std::string &src, const std::string &dst,
                                     const IOOptions &opts, IODebugContext *dbg,
@@ -994,23 +909,12 @@ EncryptedFileSystem::CollectEntries(const std::string &src, const std::string &d
             continue;
         std::string from = src + "/" + c, to = dst + "/" + c;
         bool is_dir = false;
-        if (target()->IsDirectory(from, opts, &is_dir, dbg).ok() && is_dir) {
+        if (target()->IsDirectory(from, opts, &is_dir, dbg).ok() && is_dir)
             s = CollectEntries(from, to, opts, dbg, out);
-            if (!s.ok())
-                return s;
-            continue;
-        }
-        std::string f_path = KeyManagerPath(from);
-        tde_file_key *fk = nullptr;
-        tde_status st = tde_keymgr_get_file(km_->km, f_path.c_str(), &fk);
-        if (st == TDE_ERR_NOT_FOUND)
-            continue; // enforce mode: a file without an entry stays as it is
-        if (st != TDE_OK)
-            return StatusFromTde(st, from);
-        bool plain = tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT;
-        tde_file_key_free(fk);
-        if (!plain)
-            out->emplace_back(f_path, KeyManagerPath(to));
+        else
+            out->emplace_back(KeyManagerPath(from), KeyManagerPath(to));
+        if (!s.ok())
+            return s;
     }
     return IOStatus::OK();
 }
@@ -1023,17 +927,9 @@ EncryptedFileSystem::LinkFile(const std::string &src, const std::string &dst, co
     if (target()->FileExists(dst, opts, dbg).ok())
         return IOStatus::IOError("libtde: cannot link " + src + " to " + dst + ": file exists");
     std::string s_path = KeyManagerPath(src), d_path = KeyManagerPath(dst);
-    tde_file_key *fk = nullptr;
-    tde_status st = tde_keymgr_get_file(km_->km, s_path.c_str(), &fk);
+    tde_status st = tde_keymgr_link_file(km_->km, s_path.c_str(), d_path.c_str());
     if (st != TDE_OK)
         return StatusFromTde(st, src);
-    bool plain = tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT;
-    tde_file_key_free(fk);
-    if (!plain) {
-        st = tde_keymgr_link_file(km_->km, s_path.c_str(), d_path.c_str());
-        if (st != TDE_OK)
-            return StatusFromTde(st, dst);
-    }
     return target()->LinkFile(src, dst, opts, dbg);
 }
 

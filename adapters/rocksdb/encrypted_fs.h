@@ -94,11 +94,19 @@ class EncryptedFileSystem : public rocksdb::FileSystemWrapper
 
   private:
     rocksdb::IOStatus FileKey(const std::string &fname, bool create, tde_file_key **out);
+    template <typename File>
+    using OpenFn = rocksdb::IOStatus (rocksdb::FileSystem::*)(const std::string &,
+                                                              const rocksdb::FileOptions &,
+                                                              std::unique_ptr<File> *,
+                                                              rocksdb::IODebugContext *);
+    template <typename Wrapper, typename File>
+    rocksdb::IOStatus OpenReadable(OpenFn<File> open, const std::string &fname,
+                                   const rocksdb::FileOptions &opts, std::unique_ptr<File> *result,
+                                   rocksdb::IODebugContext *dbg);
     rocksdb::IOStatus OpenWritable(const std::string &fname, const rocksdb::FileOptions &opts,
                                    bool reopen, std::unique_ptr<rocksdb::FSWritableFile> *result,
                                    rocksdb::IODebugContext *dbg);
 
-    rocksdb::IOStatus ResolveInterruptedRename(const std::string &fname, tde_file_key **fk);
     rocksdb::IOStatus RenameDir(const std::string &src, const std::string &dst,
                                 const rocksdb::IOOptions &opts, rocksdb::IODebugContext *dbg);
     rocksdb::IOStatus CollectEntries(const std::string &src, const std::string &dst,

@@ -13,9 +13,10 @@
  *   1. tde_keymgr_link_file(src, dst)   (dst entry durable)
  *   2. rename(2) or link(2) on disk
  *   3. for a rename: tde_keymgr_delete_file(src)
- * A rename over a file that has an entry is not safe this way (a crash after
- * step 1 leaves the old file with the new key): tde_keymgr_rename_file() keeps
- * the old entry under the reserved name "/rename-prev/<len(dst)>/<dst><src>"
+ * A rename over an existing file is not safe this way (a crash after step 1
+ * leaves the old file with the new key): tde_keymgr_rename_file() keeps the
+ * old entry (or "none": key id 0) under the reserved name
+ * "/rename-prev/<len(dst)>/<dst><src>"
  * (stored names; real ones never start with '/') until the rename is durable,
  * and the next read-write open puts it back if src still exists on disk, else
  * drops it. Read-only opens resolve such records in memory (docs/formats.md,

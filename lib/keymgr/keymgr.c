@@ -505,7 +505,8 @@ static int
 find_missing(void *arg, const char *name, const tde_file_entry *e)
 {
     missing_scan *m = arg;
-    (void)name;
+    if (name[0] == '/' && e->key_id == 0)
+        return 0; /* an interrupted rename's record of "no entry": needs no key */
     m->entries++;
     if (tde_keydict_find(m->kd, e->key_id) == NULL && m->missing++ == 0)
         m->first = e->key_id;
@@ -632,7 +633,8 @@ rotation_due(tde_keymgr *km, uint64_t now)
 static tde_status rotate_locked(tde_keymgr *km, uint64_t now, const char *why);
 static tde_status remove_unused_locked(tde_keymgr *km);
 static tde_status resolve_pending(tde_keymgr *km);
-static tde_status resolve_pending_read_only(tde_keymgr *km, const char *name, tde_file_entry *e);
+static tde_status resolve_pending_read_only(tde_keymgr *km, const char *name, tde_file_entry *e,
+                                            tde_status st);
 static void *bg_main(void *arg);
 
 tde_status
@@ -1123,8 +1125,8 @@ tde_keymgr_get_file(tde_keymgr *km, const char *path, tde_file_key **out)
     st = km->read_only ? tde_filedict_refresh(km->fd) : TDE_OK;
     if (st == TDE_OK)
         st = tde_filedict_get(km->fd, name, &e);
-    if (st == TDE_OK && km->n_ro_pending > 0)
-        st = resolve_pending_read_only(km, name, &e);
+    if ((st == TDE_OK || st == TDE_ERR_NOT_FOUND) && km->n_ro_pending > 0)
+        st = resolve_pending_read_only(km, name, &e, st);
     atomic_fetch_add(&km->m_reads, 1);
     atomic_fetch_add(&km->m_read_ns, mono_ns() - t0);
     if (st == TDE_ERR_NOT_FOUND) {
@@ -1221,6 +1223,17 @@ tde_keymgr_link_file(tde_keymgr *km, const char *src, const char *dst)
  * open: the source still on disk means the rename did not happen, so the entry goes back.
  */
 #define PENDING_PREFIX "/rename-prev/"
+/* The record's key id when the destination was a file without an entry (real ids are not 0). */
+#define PENDING_NO_ENTRY 0
+
+/* Puts back @p dname's entry as it was before a rename (none: PENDING_NO_ENTRY). */
+static tde_status
+pending_restore(tde_keymgr *km, const char *dname, const tde_file_entry *prev)
+{
+    tde_status st = prev->key_id == PENDING_NO_ENTRY ? tde_filedict_delete(km->fd, dname)
+                                                     : tde_filedict_put(km->fd, dname, prev);
+    return st == TDE_ERR_NOT_FOUND ? TDE_OK : st;
+}
 
 static tde_status
 pending_name(char *buf, size_t cap, const char *dname, const char *sname)
@@ -1305,11 +1318,12 @@ pending_source_there(const tde_keymgr *km, const char *sname)
 }
 
 /*
- * Read-only: the entry @p name would have once resolve_pending() ran (nothing is written).
- * Covers renames interrupted before this handle opened, not ones a live writer is doing.
+ * Read-only: the entry @p name would have once resolve_pending() ran (nothing is written);
+ * @p st is the lookup's own answer (TDE_OK in @p e, or TDE_ERR_NOT_FOUND). Covers renames
+ * interrupted before this handle opened, not ones a live writer is doing.
  */
 static tde_status
-resolve_pending_read_only(tde_keymgr *km, const char *name, tde_file_entry *e)
+resolve_pending_read_only(tde_keymgr *km, const char *name, tde_file_entry *e, tde_status st)
 {
     for (size_t i = 0; i < km->n_ro_pending; i++) {
         char dname[PATH_MAX + 64], sname[PATH_MAX + 64];
@@ -1319,10 +1333,10 @@ resolve_pending_read_only(tde_keymgr *km, const char *name, tde_file_entry *e)
             tde_filedict_get(km->fd, km->ro_pending[i], &prev) == TDE_OK &&
             pending_source_there(km, sname)) {
             *e = prev;
-            break;
+            return prev.key_id == PENDING_NO_ENTRY ? TDE_ERR_NOT_FOUND : TDE_OK;
         }
     }
-    return TDE_OK;
+    return st;
 }
 
 /* Open: finishes or undoes every rename a crash interrupted (read-only: only remembers them). */
@@ -1353,7 +1367,7 @@ resolve_pending(tde_keymgr *km)
                     "key manager %s: rename %s -> %s was interrupted before "
                     "rename(2): restoring the entry of %s",
                     km->dir, sname, dname, dname);
-            st = tde_filedict_put(km->fd, dname, &prev);
+            st = pending_restore(km, dname, &prev);
         } else {
             st = tde_filedict_delete(km->fd, sname);
             st = st == TDE_ERR_NOT_FOUND ? TDE_OK : st;
@@ -1374,25 +1388,34 @@ tde_status
 tde_keymgr_rename_file(tde_keymgr *km, const char *src, const char *dst)
 {
     char sname[PATH_MAX + 64], dname[PATH_MAX + 64], pname[TDE_FILEDICT_NAME_MAX + 1];
-    tde_file_entry old;
-    bool had_old;
+    tde_file_entry old = {0};
+    bool keep;
     tde_status st;
 
     TDE_RET(check_writable(km));
     TDE_RET(tde_keymgr_stored_name(km, src, sname, sizeof(sname)));
     TDE_RET(tde_keymgr_stored_name(km, dst, dname, sizeof(dname)));
+    if (access(src, F_OK) != 0) {
+        int e = errno;
+        return tde_error_set(e == ENOENT ? TDE_ERR_NOT_FOUND : TDE_ERR_IO, "rename %s -> %s: %s",
+                             src, dst, strerror(e));
+    }
     st = tde_filedict_get(km->fd, dname, &old);
     if (st != TDE_OK && st != TDE_ERR_NOT_FOUND)
         return st;
-    had_old = st == TDE_OK;
-    if (had_old) {
+    /*
+     * The old entry is kept while a crash could leave the old file under the new entry: when
+     * dst has an entry, or is a file without one (plaintext: the record says "no entry").
+     */
+    keep = st == TDE_OK || access(dst, F_OK) == 0;
+    if (keep) {
         TDE_RET(pending_name(pname, sizeof(pname), dname, sname));
         TDE_RET(tde_filedict_put(km->fd, pname, &old));
     }
     st = tde_keymgr_link_file(km, src, dst);
     if (st != TDE_OK) {
         /* Nothing was renamed: drop the record (a failed write leaves it to the next open). */
-        if (had_old && tde_filedict_delete(km->fd, pname) != TDE_OK)
+        if (keep && tde_filedict_delete(km->fd, pname) != TDE_OK)
             return tde_error_set(st, "key manager %s: renaming %s over %s failed", km->dir, src,
                                  dst);
         return st;
@@ -1401,17 +1424,17 @@ tde_keymgr_rename_file(tde_keymgr *km, const char *src, const char *dst)
     if (rename(src, dst) != 0) {
         int e = errno;
         /* Put the destination's entry back: its file was not replaced. */
-        tde_status undo =
-            had_old ? tde_filedict_put(km->fd, dname, &old) : tde_filedict_delete(km->fd, dname);
-        if (undo == TDE_OK && had_old)
+        tde_status undo = pending_restore(km, dname, &old);
+        if (undo == TDE_OK && keep)
             undo = tde_filedict_delete(km->fd, pname);
         if (undo != TDE_OK && undo != TDE_ERR_NOT_FOUND)
             tde_log(TDE_LOG_ERROR, "key manager %s: restoring the entry of %s failed: %s", km->dir,
                     dst, tde_last_error());
-        return tde_error_set(TDE_ERR_IO, "rename %s -> %s: %s", src, dst, strerror(e));
+        return tde_error_set(e == ENOENT ? TDE_ERR_NOT_FOUND : TDE_ERR_IO, "rename %s -> %s: %s",
+                             src, dst, strerror(e));
     }
     TDE_FAILPOINT("keymgr.rename.after_rename");
-    if (had_old) {
+    if (keep) {
         /* The previous entry may go only once the rename survives a power loss. */
         TDE_RET(tde_fileio_fsync_parent(dst));
         TDE_RET(tde_fileio_fsync_parent(src));
@@ -1420,7 +1443,7 @@ tde_keymgr_rename_file(tde_keymgr *km, const char *src, const char *dst)
     if (access(src, F_OK) != 0)
         TDE_RET(tde_keymgr_delete_file(km, src));
     TDE_FAILPOINT("keymgr.rename.after_drop_source");
-    if (!had_old)
+    if (!keep)
         return TDE_OK;
     st = tde_filedict_delete(km->fd, pname);
     return st == TDE_ERR_NOT_FOUND ? TDE_OK : st;

@@ -1,0 +1,255 @@
+// The adapter's RenameFile under a crash at every key-manager write and rename step, for every
+// kind of source and destination (encrypted, plaintext with and without an entry, missing), in
+// enforce and non-enforce mode: after each crash both names read back whole, first through a
+// read-only key manager (which must write nothing), then through read-write ones.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+extern "C" {
+#include <cmocka.h>
+}
+
+#include <rocksdb/file_system.h>
+
+extern "C" {
+#include "common/fileio.h" // failpoints (libtde's internal test hooks)
+}
+#include "tde/rocksdb.hpp"
+
+namespace
+{
+
+const char kMasterHex[] = "00112233445566778899aabbccddeeff0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const char *self_exe;
+
+// How a file is before the rename. kPlainEntry: written while the method was plaintext (an
+// entry with the plaintext key); kPlainNone: written without the adapter (no entry).
+enum Kind { kEncrypted, kPlainEntry, kPlainNone, kMissing };
+const char *const kKindName[] = {"encrypted", "plain-entry", "plain-none", "missing"};
+
+std::string
+ReadWhole(const std::string &path)
+{
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// Every file of the key manager's directory and its bytes: a read-only open must not change it.
+std::map<std::string, std::string>
+Snapshot(const std::string &dir)
+{
+    std::map<std::string, std::string> out;
+    DIR *d = opendir(dir.c_str());
+    assert_non_null(d);
+    while (struct dirent *e = readdir(d))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, "keymgr.lock") != 0)
+            out[e->d_name] = ReadWhole(dir + "/" + e->d_name);
+    closedir(d);
+    return out;
+}
+
+std::shared_ptr<rocksdb::FileSystem>
+OpenFs(const std::string &uri)
+{
+    std::shared_ptr<rocksdb::FileSystem> fs;
+    rocksdb::Status s = tde::NewEncryptedFileSystem(uri, &fs);
+    if (!s.ok())
+        fail_msg("%s: %s", uri.c_str(), s.ToString().c_str());
+    return fs;
+}
+
+// The content of @p path through the adapter; "<missing>" when there is no file.
+std::string
+ReadThrough(rocksdb::FileSystem *fs, const std::string &path)
+{
+    if (access(path.c_str(), F_OK) != 0)
+        return "<missing>";
+    std::string out;
+    rocksdb::IOStatus s = rocksdb::ReadFileToString(fs, path, &out);
+    if (!s.ok())
+        return "<error: " + s.ToString() + ">";
+    return out;
+}
+
+struct Scenario {
+    std::string root, keyfile, kmdir, data;
+    bool enforce;
+    std::string
+    Uri(const char *method = "aes256-ctr", const char *extra = "") const
+    {
+        return "libtde:" + kmdir + ",master:file://" + keyfile + ",method:" + method +
+               ",enforce:" + (enforce ? "1" : "0") + extra;
+    }
+    void
+    Make(Kind k, const std::string &path, const std::string &content) const
+    {
+        if (k == kMissing)
+            return;
+        if (k == kPlainNone) {
+            std::ofstream(path, std::ios::binary) << content;
+            return;
+        }
+        auto fs = OpenFs(Uri(k == kPlainEntry ? "plaintext" : "aes256-ctr"));
+        assert_true(rocksdb::WriteStringToFile(fs.get(), content, path, true).ok());
+    }
+};
+
+std::string
+Content(const char *what, int run)
+{
+    std::string c = std::string(what) + "-" + std::to_string(run) + "-";
+    while (c.size() < 300)
+        c += static_cast<char>('a' + c.size() % 26);
+    return c;
+}
+
+// Both names after a crash: dst is the old file exactly while src is still there.
+void
+Check(rocksdb::FileSystem *fs, const std::string &src, const std::string &dst,
+      const std::string &old_dst, const std::string &new_dst, const char *what)
+{
+    bool src_there = access(src.c_str(), F_OK) == 0;
+    std::string got = ReadThrough(fs, dst);
+    if (got != (src_there ? old_dst : new_dst))
+        fail_msg("%s: %s reads back as \"%.40s\", expected \"%.40s\"", what, dst.c_str(),
+                 got.c_str(), (src_there ? old_dst : new_dst).c_str());
+    if (src_there && ReadThrough(fs, src) != new_dst)
+        fail_msg("%s: the source %s no longer reads back", what, src.c_str());
+}
+
+// Child: the adapter's RenameFile with a failpoint armed (exit 99 at its nth hit).
+int
+Renamer(const char *failpoint, unsigned long nth, const char *uri, const char *src, const char *dst)
+{
+    std::shared_ptr<rocksdb::FileSystem> fs;
+    if (!tde::NewEncryptedFileSystem(uri, &fs).ok())
+        return 2;
+    tde_failpoint_arm(failpoint, nth, 99);
+    rocksdb::IOStatus s = fs->RenameFile(src, dst, rocksdb::IOOptions(), nullptr);
+    if (!s.ok()) {
+        fprintf(stderr, "rename: %s\n", s.ToString().c_str());
+        return 4;
+    }
+    return 0;
+}
+
+// Runs every crash point of one (source kind, destination kind, mode); returns the crashes.
+int
+RunScenario(const std::string &base, Kind sk, Kind dk, bool enforce)
+{
+    static const char *const fps[] = {
+        "filedict.before_append",     "filedict.after_append",
+        "filedict.after_sync",        "keymgr.rename.after_link",
+        "keymgr.rename.after_rename", "keymgr.rename.after_drop_source"};
+    Scenario sc;
+    sc.root = base + "/" + kKindName[sk] + "-" + kKindName[dk] + (enforce ? "-enforce" : "");
+    sc.keyfile = base + "/master.key";
+    sc.kmdir = sc.root + "/km";
+    sc.data = sc.root + "/data";
+    sc.enforce = enforce;
+    assert_int_equal(mkdir(sc.root.c_str(), 0700), 0);
+    assert_int_equal(mkdir(sc.data.c_str(), 0700), 0);
+    int crashes = 0, run = 0;
+    for (const char *fp : fps) {
+        for (unsigned long nth = 1;; nth++) {
+            run++; // fresh names for every run
+            std::string src = sc.data + "/" + std::to_string(run) + ".dbtmp";
+            std::string dst = sc.data + "/CURRENT-" + std::to_string(run);
+            std::string old_dst = dk == kMissing ? "<missing>" : Content("old", run);
+            std::string new_dst = Content("new", run);
+            sc.Make(dk, dst, old_dst);
+            sc.Make(sk, src, new_dst);
+            std::string what = std::string(kKindName[sk]) + " -> " + kKindName[dk] +
+                               (enforce ? " (enforce)" : "") + ", crash at " + fp + " #" +
+                               std::to_string(nth);
+            pid_t pid = fork();
+            if (pid == 0) {
+                execl(self_exe, self_exe, "--rename", fp, std::to_string(nth).c_str(),
+                      sc.Uri().c_str(), src.c_str(), dst.c_str(), (char *)nullptr);
+                _exit(127);
+            }
+            int status = 0;
+            assert_int_equal(waitpid(pid, &status, 0), pid);
+            assert_true(WIFEXITED(status));
+            int code = WEXITSTATUS(status);
+            if (code != 99 && code != 0)
+                fail_msg("%s: the renamer exited %d", what.c_str(), code);
+            // A tool's read-only view first: it resolves the interrupted rename in memory.
+            std::map<std::string, std::string> before = Snapshot(sc.kmdir);
+            {
+                auto fs = OpenFs(sc.Uri("aes256-ctr", ",read_only"));
+                Check(fs.get(), src, dst, old_dst, new_dst, (what + ", read-only").c_str());
+            }
+            assert_true(Snapshot(sc.kmdir) == before);
+            for (int reopen = 0; reopen < 2; reopen++) {
+                auto fs = OpenFs(sc.Uri());
+                Check(fs.get(), src, dst, old_dst, new_dst, what.c_str());
+            }
+            if (code == 0) {
+                assert_int_equal(access(src.c_str(), F_OK), -1);
+                break; // the failpoint was not hit nth times: every hit was covered
+            }
+            crashes++;
+        }
+    }
+    return crashes;
+}
+
+void
+test_rocksdb_rename_crash_every_combination(void **)
+{
+    const char *tmp = getenv("TMPDIR");
+    std::string t = std::string(tmp ? tmp : "/tmp") + "/tde-rocksdb-rename-XXXXXX";
+    std::vector<char> buf(t.begin(), t.end());
+    buf.push_back('\0');
+    assert_non_null(mkdtemp(buf.data()));
+    std::string base = buf.data();
+    std::ofstream(base + "/master.key") << kMasterHex << "\n";
+    chmod((base + "/master.key").c_str(), 0600);
+    int total = 0;
+    for (bool enforce : {false, true})
+        for (Kind sk : {kEncrypted, kPlainEntry, kPlainNone})
+            for (Kind dk : {kEncrypted, kPlainEntry, kPlainNone, kMissing}) {
+                if (enforce && (sk == kPlainNone || dk == kPlainNone))
+                    continue; // enforce mode: a file without an entry is unreadable anyway
+                int n = RunScenario(base, sk, dk, enforce);
+                print_message("%s -> %s%s: %d crashes, both names read back whole\n", kKindName[sk],
+                              kKindName[dk], enforce ? " (enforce)" : "", n);
+                assert_true(n >= 3);
+                total += n;
+            }
+    print_message("%d crashes in all\n", total);
+    std::string cmd = "rm -rf '" + base + "'";
+    assert_int_equal(system(cmd.c_str()), 0);
+}
+
+} // namespace
+
+int
+main(int argc, char **argv)
+{
+    self_exe = "/proc/self/exe";
+    if (argc == 7 && strcmp(argv[1], "--rename") == 0)
+        return Renamer(argv[2], strtoul(argv[3], nullptr, 10), argv[4], argv[5], argv[6]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rocksdb_rename_crash_every_combination),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
