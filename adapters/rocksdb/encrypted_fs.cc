@@ -699,6 +699,17 @@ ExistingSize(rocksdb::FileSystem *fs, const std::string &fname, IODebugContext *
     *exists = fs->FileExists(fname, IOOptions(), dbg).ok();
     return *exists ? fs->GetFileSize(fname, IOOptions(), size, dbg) : IOStatus::OK();
 }
+
+// Makes a name change in the directory holding @p path durable.
+IOStatus
+SyncParent(rocksdb::FileSystem *fs, const std::string &path, IODebugContext *dbg)
+{
+    std::string abs = KeyManagerPath(path);
+    size_t cut = abs.rfind('/');
+    std::unique_ptr<rocksdb::FSDirectory> dir;
+    IOStatus s = fs->NewDirectory(abs.substr(0, cut == 0 ? 1 : cut), IOOptions(), &dir, dbg);
+    return s.ok() ? dir->Fsync(IOOptions(), dbg) : s;
+}
 } // namespace
 
 IOStatus
@@ -869,7 +880,8 @@ EncryptedFileSystem::RenameFile(const std::string &src, const std::string &dst,
 }
 
 // A directory rename (checkpoints: "<dir>.tmp" -> "<dir>") moves the entry of every file below
-// it: new names first, rename, then drop the old names, so a crash leaves only orphan entries.
+// it: new names first, rename (durable), then drop the old names, so a crash leaves only orphan
+// entries.
 IOStatus
 EncryptedFileSystem::RenameDir(const std::string &src, const std::string &dst,
                                const IOOptions &opts, IODebugContext *dbg)
@@ -884,6 +896,10 @@ EncryptedFileSystem::RenameDir(const std::string &src, const std::string &dst,
             return StatusFromTde(st, m.second);
     }
     s = target()->RenameFile(src, dst, opts, dbg);
+    if (s.ok())
+        s = SyncParent(target(), dst, dbg); // the old names go only once the rename is durable
+    if (s.ok())
+        s = SyncParent(target(), src, dbg);
     if (!s.ok())
         return s;
     for (const auto &m : moved) {

@@ -1434,11 +1434,9 @@ tde_keymgr_rename_file(tde_keymgr *km, const char *src, const char *dst)
                              src, dst, strerror(e));
     }
     TDE_FAILPOINT("keymgr.rename.after_rename");
-    if (keep) {
-        /* The previous entry may go only once the rename survives a power loss. */
-        TDE_RET(tde_fileio_fsync_parent(dst));
-        TDE_RET(tde_fileio_fsync_parent(src));
-    }
+    /* The source's and the previous entry may go only once the rename survives a power loss. */
+    TDE_RET(tde_fileio_fsync_parent(dst));
+    TDE_RET(tde_fileio_fsync_parent(src));
     /* rename(2) of two links to one inode succeeds and keeps both names: keep both entries. */
     if (access(src, F_OK) != 0)
         TDE_RET(tde_keymgr_delete_file(km, src));

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -150,35 +151,39 @@ Renamer(const char *failpoint, unsigned long nth, const char *uri, const char *s
     return 0;
 }
 
-// Runs every crash point of one (source kind, destination kind, mode); returns the crashes.
-int
-RunScenario(const std::string &base, Kind sk, Kind dk, bool enforce)
+const char *const kCrashPoints[] = {
+    "filedict.before_append",   "filedict.after_append",      "filedict.after_sync",
+    "keymgr.rename.after_link", "keymgr.rename.after_rename", "keymgr.rename.after_drop_source"};
+
+Scenario
+NewScenario(const std::string &base, const std::string &name, bool enforce)
 {
-    static const char *const fps[] = {
-        "filedict.before_append",     "filedict.after_append",
-        "filedict.after_sync",        "keymgr.rename.after_link",
-        "keymgr.rename.after_rename", "keymgr.rename.after_drop_source"};
     Scenario sc;
-    sc.root = base + "/" + kKindName[sk] + "-" + kKindName[dk] + (enforce ? "-enforce" : "");
+    sc.root = base + "/" + name + (enforce ? "-enforce" : "");
     sc.keyfile = base + "/master.key";
     sc.kmdir = sc.root + "/km";
     sc.data = sc.root + "/data";
     sc.enforce = enforce;
     assert_int_equal(mkdir(sc.root.c_str(), 0700), 0);
     assert_int_equal(mkdir(sc.data.c_str(), 0700), 0);
+    return sc;
+}
+
+// For every crash point and every hit of it: @p setup makes a fresh (src, dst) for the run,
+// a child renames src to dst through the adapter and dies at that hit, then @p check reads
+// both names through a read-only key manager (which must write nothing) and two read-write
+// ones in turn. Returns the number of crashes.
+int
+CrashLoop(const Scenario &sc, const std::string &label,
+          const std::function<void(int run, std::string *src, std::string *dst)> &setup,
+          const std::function<void(rocksdb::FileSystem *, int run, const std::string &what)> &check)
+{
     int crashes = 0, run = 0;
-    for (const char *fp : fps) {
+    for (const char *fp : kCrashPoints) {
         for (unsigned long nth = 1;; nth++) {
-            run++; // fresh names for every run
-            std::string src = sc.data + "/" + std::to_string(run) + ".dbtmp";
-            std::string dst = sc.data + "/CURRENT-" + std::to_string(run);
-            std::string old_dst = dk == kMissing ? "<missing>" : Content("old", run);
-            std::string new_dst = Content("new", run);
-            sc.Make(dk, dst, old_dst);
-            sc.Make(sk, src, new_dst);
-            std::string what = std::string(kKindName[sk]) + " -> " + kKindName[dk] +
-                               (enforce ? " (enforce)" : "") + ", crash at " + fp + " #" +
-                               std::to_string(nth);
+            std::string src, dst;
+            setup(++run, &src, &dst);
+            std::string what = label + ", crash at " + fp + " #" + std::to_string(nth);
             pid_t pid = fork();
             if (pid == 0) {
                 execl(self_exe, self_exe, "--rename", fp, std::to_string(nth).c_str(),
@@ -195,12 +200,12 @@ RunScenario(const std::string &base, Kind sk, Kind dk, bool enforce)
             std::map<std::string, std::string> before = Snapshot(sc.kmdir);
             {
                 auto fs = OpenFs(sc.Uri("aes256-ctr", ",read_only"));
-                Check(fs.get(), src, dst, old_dst, new_dst, (what + ", read-only").c_str());
+                check(fs.get(), run, what + ", read-only");
             }
             assert_true(Snapshot(sc.kmdir) == before);
             for (int reopen = 0; reopen < 2; reopen++) {
                 auto fs = OpenFs(sc.Uri());
-                Check(fs.get(), src, dst, old_dst, new_dst, what.c_str());
+                check(fs.get(), run, what);
             }
             if (code == 0) {
                 assert_int_equal(access(src.c_str(), F_OK), -1);
@@ -212,8 +217,33 @@ RunScenario(const std::string &base, Kind sk, Kind dk, bool enforce)
     return crashes;
 }
 
-void
-test_rocksdb_rename_crash_every_combination(void **)
+// One (source kind, destination kind, mode) of a file rename, e.g. CURRENT.dbtmp -> CURRENT.
+int
+RunScenario(const std::string &base, Kind sk, Kind dk, bool enforce)
+{
+    Scenario sc = NewScenario(base, std::string(kKindName[sk]) + "-" + kKindName[dk], enforce);
+    auto names = [&](int run, std::string *src, std::string *dst) {
+        *src = sc.data + "/" + std::to_string(run) + ".dbtmp";
+        *dst = sc.data + "/CURRENT-" + std::to_string(run);
+    };
+    auto old_dst = [&](int run) { return dk == kMissing ? "<missing>" : Content("old", run); };
+    return CrashLoop(
+        sc, std::string(kKindName[sk]) + " -> " + kKindName[dk] + (enforce ? " (enforce)" : ""),
+        [&](int run, std::string *src, std::string *dst) {
+            names(run, src, dst);
+            sc.Make(dk, *dst, old_dst(run));
+            sc.Make(sk, *src, Content("new", run));
+        },
+        [&](rocksdb::FileSystem *fs, int run, const std::string &what) {
+            std::string src, dst;
+            names(run, &src, &dst);
+            Check(fs, src, dst, old_dst(run), Content("new", run), what.c_str());
+        });
+}
+
+// A scratch directory with a master key file.
+std::string
+MakeBase()
 {
     const char *tmp = getenv("TMPDIR");
     std::string t = std::string(tmp ? tmp : "/tmp") + "/tde-rocksdb-rename-XXXXXX";
@@ -223,6 +253,20 @@ test_rocksdb_rename_crash_every_combination(void **)
     std::string base = buf.data();
     std::ofstream(base + "/master.key") << kMasterHex << "\n";
     chmod((base + "/master.key").c_str(), 0600);
+    return base;
+}
+
+void
+RmTree(const std::string &dir)
+{
+    std::string cmd = "rm -rf '" + dir + "'";
+    assert_int_equal(system(cmd.c_str()), 0);
+}
+
+void
+test_rocksdb_rename_crash_every_combination(void **)
+{
+    std::string base = MakeBase();
     int total = 0;
     for (bool enforce : {false, true})
         for (Kind sk : {kEncrypted, kPlainEntry, kPlainNone})
@@ -236,8 +280,51 @@ test_rocksdb_rename_crash_every_combination(void **)
                 total += n;
             }
     print_message("%d crashes in all\n", total);
-    std::string cmd = "rm -rf '" + base + "'";
-    assert_int_equal(system(cmd.c_str()), 0);
+    RmTree(base);
+}
+
+// A checkpoint's directory rename ("<dir>.tmp" -> "<dir>", which does not exist yet): after a
+// crash every file below reads back whole under whichever name the directory has.
+void
+test_rocksdb_rename_dir_crash(void **)
+{
+    std::string base = MakeBase();
+    for (bool enforce : {false, true}) {
+        Scenario sc = NewScenario(base, "dir", enforce);
+        std::vector<std::pair<Kind, std::string>> files = {{kEncrypted, "000007.sst"},
+                                                           {kPlainEntry, "OPTIONS-000005"},
+                                                           {kEncrypted, "sub/000009.blob"}};
+        if (!enforce)
+            files.emplace_back(kPlainNone, "CURRENT");
+        auto names = [&](int run, std::string *src, std::string *dst) {
+            *dst = sc.data + "/ckpt-" + std::to_string(run);
+            *src = *dst + ".tmp";
+        };
+        int n = CrashLoop(
+            sc, std::string("directory rename") + (enforce ? " (enforce)" : ""),
+            [&](int run, std::string *src, std::string *dst) {
+                names(run, src, dst);
+                assert_int_equal(mkdir(src->c_str(), 0700), 0);
+                assert_int_equal(mkdir((*src + "/sub").c_str(), 0700), 0);
+                for (const auto &f : files)
+                    sc.Make(f.first, *src + "/" + f.second, Content(f.second.c_str(), run));
+            },
+            [&](rocksdb::FileSystem *fs, int run, const std::string &what) {
+                std::string src, dst;
+                names(run, &src, &dst);
+                bool src_there = access(src.c_str(), F_OK) == 0;
+                assert_true(src_there != (access(dst.c_str(), F_OK) == 0));
+                for (const auto &f : files) {
+                    std::string path = (src_there ? src : dst) + "/" + f.second;
+                    if (ReadThrough(fs, path) != Content(f.second.c_str(), run))
+                        fail_msg("%s: %s does not read back", what.c_str(), path.c_str());
+                }
+            });
+        print_message("directory rename%s: %d crashes, every file reads back whole\n",
+                      enforce ? " (enforce)" : "", n);
+        assert_true(n >= 6);
+    }
+    RmTree(base);
 }
 
 } // namespace
@@ -250,6 +337,7 @@ main(int argc, char **argv)
         return Renamer(argv[2], strtoul(argv[3], nullptr, 10), argv[4], argv[5], argv[6]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rocksdb_rename_crash_every_combination),
+        cmocka_unit_test(test_rocksdb_rename_dir_crash),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
