@@ -13,7 +13,6 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -42,15 +41,6 @@ const char *self_exe;
 enum Kind { kEncrypted, kPlainEntry, kPlainNone, kMissing };
 const char *const kKindName[] = {"encrypted", "plain-entry", "plain-none", "missing"};
 
-std::string
-ReadWhole(const std::string &path)
-{
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 // Every file of the key manager's directory and its bytes: a read-only open must not change it.
 std::map<std::string, std::string>
 Snapshot(const std::string &dir)
@@ -61,7 +51,9 @@ Snapshot(const std::string &dir)
     while (struct dirent *e = readdir(d))
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
             strcmp(e->d_name, "keymgr.lock") != 0)
-            out[e->d_name] = ReadWhole(dir + "/" + e->d_name);
+            assert_true(rocksdb::ReadFileToString(rocksdb::FileSystem::Default().get(),
+                                                  dir + "/" + e->d_name, &out[e->d_name])
+                            .ok());
     closedir(d);
     return out;
 }
