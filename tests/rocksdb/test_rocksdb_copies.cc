@@ -384,7 +384,9 @@ test_backup_with_own_key_manager_restores_elsewhere(void **)
     mkdir(there_db.c_str(), 0700);
     auto benv = MakeEnv("libtde:" + there_backup + "/tde-keymgr" + fx.Master() +
                         ",root:backup:" + there_backup);
-    auto env = MakeEnv("libtde:" + fx.there + "/km" + fx.Master() + ",root:db:" + there_db);
+    // The restored database's own key manager inside its directory: the restore's clean-up of
+    // the directory (DeleteChildren) and DB::Open leave it alone.
+    auto env = MakeEnv("libtde:" + there_db + "/tde-keymgr" + fx.Master() + ",root:db:" + there_db);
     rocksdb::BackupEngineReadOnly *ro = nullptr;
     ASSERT_OK(rocksdb::BackupEngineReadOnly::Open(
         rocksdb::BackupEngineOptions(there_backup, benv.get()), env.get(), &ro));
@@ -396,6 +398,7 @@ test_backup_with_own_key_manager_restores_elsewhere(void **)
     ASSERT_OK(rocksdb::DB::Open(o, there_db, &db));
     CheckAll(db, n);
     delete db;
+    assert_true(Exists(there_db + "/tde-keymgr/key.dict"));
     assert_int_equal(PlaintextHits(fx.there), 0);
 }
 
