@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
@@ -486,6 +487,56 @@ test_subset_from_read_only_follower(void **state)
     tde_keymgr_close(km);
 }
 
+/* A rename over CURRENT interrupted by a crash leaves a reserved record; a read-only follower
+ * copies what the next read-write open would resolve (the source is still there: the old
+ * entry), and no reserved record. */
+static void
+test_subset_read_only_resolves_interrupted_rename(void **state)
+{
+    fixture *f = *state;
+    char dir[1200], src[2048], dst[2048];
+    uint64_t id_old, id_new, n = 0;
+    uint8_t ks_old[32], ks_new[32];
+    names nm = {0};
+    tde_keymgr *km = open_km(f), *ro = NULL, *cp;
+    tde_keymgr_config rc = f->cfg;
+    pid_t pid;
+    int ws;
+
+    snprintf(dir, sizeof(dir), "%s/ckpt", f->db);
+    mkdir(dir, 0700);
+    snprintf(src, sizeof(src), "%s/CURRENT.dbtmp", dir);
+    snprintf(dst, sizeof(dst), "%s/CURRENT", dir);
+    new_file(km, dir, "CURRENT", &id_old, ks_old);
+    new_file(km, dir, "CURRENT.dbtmp", &id_new, ks_new);
+    assert_tde_ok(tde_durable_write(src, "new", 3));
+    assert_tde_ok(tde_durable_write(dst, "old", 3));
+    tde_keymgr_close(km);
+    pid = fork();
+    if (pid == 0) {
+        tde_keymgr *c = NULL;
+        if (tde_keymgr_open(&c, &f->cfg) != TDE_OK)
+            _exit(2);
+        tde_failpoint_arm("keymgr.rename.after_link", 1, 42);
+        _exit(tde_keymgr_rename_file(c, src, dst) == TDE_OK ? 3 : 4);
+    }
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), 42);
+
+    rc.read_only = true;
+    assert_tde_ok(tde_keymgr_open(&ro, &rc));
+    assert_tde_ok(tde_keymgr_copy_subset(ro, dir, f->dest, "cp", NULL, &n));
+    assert_int_equal(n, 2);
+    tde_keymgr_close(ro);
+    cp = open_copy(f, "cp", f->key1, true);
+    assert_tde_ok(tde_keymgr_list_files(cp, collect_name, &nm));
+    assert_int_equal(nm.n, 2);
+    expect_file(cp, f->there, "CURRENT", id_old, ks_old);
+    expect_file(cp, f->there, "CURRENT.dbtmp", id_new, ks_new);
+    tde_keymgr_close(cp);
+}
+
 /* Every failure of every write, fsync, rename, directory fsync and open leaves no copy (and no
  * temporary directory) and the source unchanged; a copy reported as made is complete. */
 static void
@@ -554,6 +605,7 @@ main(void)
         T(test_subset_refuses_existing_dest_and_bad_args),
         T(test_subset_other_master_key),
         T(test_subset_from_read_only_follower),
+        T(test_subset_read_only_resolves_interrupted_rename),
         T(test_subset_io_failures_leave_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
