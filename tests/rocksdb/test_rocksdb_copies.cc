@@ -34,6 +34,7 @@ namespace
 const char kValueMarker[] = "PLAINTEXT-SECRET-VALUE";
 const char kKeyMarker[] = "user-key-";
 const char kMasterHex[] = "00112233445566778899aabbccddeeff0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const char *tde_ctl; // argv[1]: tde-ctl, for an independent check of a copy
 
 #define ASSERT_OK(expr)                                                                            \
     do {                                                                                           \
@@ -311,6 +312,9 @@ test_checkpoint_carries_its_keys(void **)
         for (const std::string &name : Names(v.km))
             assert_int_equal(name.compare(0, 3, "db/"), 0);
     }
+    if (tde_ctl != nullptr) // every key unwraps, every entry's file exists and its key fits it
+        Sh(std::string(tde_ctl) + " verify '" + moved + "/tde-keymgr' --deep -k file://" +
+           fx.keyfile + " --root 'db=" + moved + "' --data-dir '" + moved + "' >/dev/null");
     std::string there_uri = "libtde:" + moved + "/tde-keymgr" + fx.Master() + ",root:db:" + moved +
                             ",root:out:" + fx.there;
     auto env = MakeEnv(there_uri);
@@ -463,8 +467,9 @@ test_c_api_copy_key_metadata(void **)
 } // namespace
 
 int
-main()
+main(int argc, char **argv)
 {
+    tde_ctl = argc > 1 ? argv[1] : nullptr;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_checkpoint_carries_its_keys),
         cmocka_unit_test(test_backup_with_own_key_manager_restores_elsewhere),
