@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <rocksdb/convenience.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/utilities/object_registry.h>
 #include <rocksdb/version.h>
 
@@ -378,6 +379,81 @@ RetireKey(rocksdb::DB *db, uint64_t key_id, std::vector<std::string> *remaining,
     return FilesUsingKey(db, key_id, remaining);
 }
 
+// ---- Self-contained key metadata for checkpoints and backups ----
+
+namespace
+{
+tde_status
+CopyKeys(rocksdb::FileSystem *fs, const std::string &data_dir, const std::string &dest_dir,
+         const std::string &root_name, const std::string &dest_master_key_uri, uint64_t *n)
+{
+    EncryptedFileSystem *efs = FindEncrypted(fs);
+    if (efs == nullptr) {
+        c_last_error = "libtde: the Env's file system does not encrypt (no key manager to copy)";
+        return TDE_ERR_INVALID_ARG;
+    }
+    tde_status st = tde_keymgr_copy_subset(
+        efs->key_manager()->km, data_dir.c_str(), dest_dir.c_str(), root_name.c_str(),
+        dest_master_key_uri.empty() ? nullptr : dest_master_key_uri.c_str(), n);
+    c_last_error = st == TDE_OK ? "" : StatusFromTde(st, "libtde").ToString();
+    return st;
+}
+
+rocksdb::Status
+CopyStatus(tde_status st)
+{
+    switch (st) {
+    case TDE_OK: return rocksdb::Status::OK();
+    case TDE_ERR_INVALID_ARG: return rocksdb::Status::InvalidArgument(c_last_error);
+    default: return rocksdb::Status::IOError(c_last_error);
+    }
+}
+} // namespace
+
+rocksdb::Status
+CopyKeyMetadata(rocksdb::FileSystem *fs, const std::string &data_dir,
+                const std::string &dest_keymgr_dir, const std::string &root_name,
+                const std::string &dest_master_key_uri, uint64_t *n_files)
+{
+    return CopyStatus(
+        CopyKeys(fs, data_dir, dest_keymgr_dir, root_name, dest_master_key_uri, n_files));
+}
+
+rocksdb::Status
+CopyKeyMetadata(rocksdb::Env *env, const std::string &data_dir, const std::string &dest_keymgr_dir,
+                const std::string &root_name, const std::string &dest_master_key_uri,
+                uint64_t *n_files)
+{
+    if (env == nullptr)
+        return rocksdb::Status::InvalidArgument("libtde: CopyKeyMetadata: no Env");
+    return CopyKeyMetadata(env->GetFileSystem().get(), data_dir, dest_keymgr_dir, root_name,
+                           dest_master_key_uri, n_files);
+}
+
+rocksdb::Status
+CreateCheckpoint(rocksdb::DB *db, const std::string &checkpoint_dir, const std::string &root_name,
+                 uint64_t log_size_for_flush, uint64_t *sequence_number)
+{
+    if (FindEncrypted(db->GetEnv()->GetFileSystem().get()) == nullptr)
+        return rocksdb::Status::InvalidArgument("libtde: the database's Env does not encrypt");
+    rocksdb::Checkpoint *raw = nullptr;
+    rocksdb::Status s = rocksdb::Checkpoint::Create(db, &raw);
+    std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+    if (s.ok())
+        s = cp->CreateCheckpoint(checkpoint_dir, log_size_for_flush, sequence_number);
+    if (!s.ok())
+        return s;
+    s = CopyKeyMetadata(db->GetEnv(), checkpoint_dir,
+                        checkpoint_dir + "/" + kCheckpointKeyManagerDir, root_name);
+    if (!s.ok())
+        return rocksdb::Status::IOError(
+            "libtde: checkpoint " + checkpoint_dir +
+            " was created but its key metadata was not (it still opens with the database's "
+            "key manager; retry with tde::CopyKeyMetadata): " +
+            s.ToString());
+    return s;
+}
+
 } // namespace tde
 
 #if ROCKSDB_MAJOR == 7 && ROCKSDB_MINOR == 8
@@ -444,4 +520,25 @@ tde_rocksdb_register(void)
     std::call_once(tde::register_once,
                    [] { tde::RegisterFactories(*rocksdb::ObjectLibrary::Default()); });
     return TDE_ROCKSDB_URI_PREFIX;
+}
+
+// ---- Self-contained key metadata (C) ----
+
+extern "C" TDE_API tde_status
+tde_rocksdb_copy_key_metadata(rocksdb_env_t *env, const char *data_dir, const char *dest_dir,
+                              const char *root_name)
+{
+    if (env == nullptr || data_dir == nullptr || dest_dir == nullptr)
+        return CError(TDE_ERR_INVALID_ARG,
+                      rocksdb::Status::InvalidArgument(
+                          "libtde: tde_rocksdb_copy_key_metadata: NULL argument"));
+#ifdef TDE_ROCKSDB_ENV_REPLICA
+    rocksdb::Env *e = env->rep != nullptr ? env->rep : rocksdb::Env::Default();
+    return tde::CopyKeys(e->GetFileSystem().get(), data_dir, dest_dir,
+                         root_name != nullptr ? root_name : "db", "", nullptr);
+#else
+    return CError(TDE_ERR_UNSUPPORTED,
+                  rocksdb::Status::NotSupported("libtde: rocksdb_env_t replica checked for RocksDB "
+                                                "7.8 only; use tde::CopyKeyMetadata from C++"));
+#endif
 }

@@ -230,6 +230,32 @@ TDE_API TDE_MUST_USE tde_status tde_keymgr_maintain(tde_keymgr *km);
 TDE_API TDE_MUST_USE tde_status tde_keymgr_stored_name(tde_keymgr *km, const char *path, char *buf,
                                                        size_t cap);
 
+/* ---- Self-contained copies (checkpoints, backups) ---- */
+
+/**
+ * Writes a new key-manager directory @p dest_dir holding only the entries of
+ * the files below @p data_dir (stored in the copy as
+ * "<dest_root_name>/<path relative to data_dir>") and only the data keys they
+ * use, so the copy opens anywhere with one root @p dest_root_name pointing at
+ * wherever the data now lives. key.dict is sealed under @p dest_master_key_uri
+ * (NULL: this key manager's master key) with a fresh file-dictionary secret;
+ * its current key is this one's current key if a copied entry uses it, else
+ * the newest used key, else (no entries) a fresh key. The copy opens
+ * read-write and then rotates as usual.
+ *
+ * @p dest_dir must not exist (TDE_ERR_EXISTS, nothing touched). The copy is
+ * built in a temporary sibling directory, fsynced, renamed into place (never
+ * over anything) and the parent fsynced: after a crash @p dest_dir is absent or
+ * complete; after an error it is absent. Works on read-only key managers (a
+ * follower of a live writer catches up first). *n_files_out (may be NULL) gets
+ * the number of entries copied.
+ */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_copy_subset(tde_keymgr *km, const char *data_dir,
+                                                       const char *dest_dir,
+                                                       const char *dest_root_name,
+                                                       const char *dest_master_key_uri,
+                                                       uint64_t *n_files_out);
+
 #ifdef __cplusplus
 }
 #endif

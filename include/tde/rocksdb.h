@@ -85,6 +85,22 @@ TDE_API const char *tde_rocksdb_last_error(void);
  */
 TDE_API const char *tde_rocksdb_register(void);
 
+/* ---- Self-contained key metadata for checkpoints and backups ---- */
+
+/**
+ * Writes a new key-manager directory @p dest_dir (which must not exist: else
+ * TDE_ERR_EXISTS) holding the key-manager entries of the files below
+ * @p data_dir, named under one root @p root_name (NULL: "db"), and only the
+ * data keys they use, sealed under the same master key; see
+ * tde_keymgr_copy_subset(). Use it after rocksdb_checkpoint_create() with
+ * dest_dir "<checkpoint>/tde-keymgr". @p env must come from
+ * tde_rocksdb_env_new(). The message is tde_rocksdb_last_error().
+ */
+TDE_API TDE_MUST_USE tde_status tde_rocksdb_copy_key_metadata(rocksdb_env_t *env,
+                                                              const char *data_dir,
+                                                              const char *dest_dir,
+                                                              const char *root_name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -67,6 +67,45 @@ TDE_API rocksdb::Status RetireKey(rocksdb::DB *db, uint64_t key_id,
                                   std::vector<std::string> *remaining,
                                   const std::vector<rocksdb::ColumnFamilyHandle *> &cfs = {});
 
+/* ---- Self-contained key metadata for checkpoints and backups ---- */
+
+/** Where CreateCheckpoint() puts the checkpoint's key metadata, inside the checkpoint. */
+constexpr const char *kCheckpointKeyManagerDir = "tde-keymgr";
+
+/**
+ * Writes a new key-manager directory @p dest_keymgr_dir (which must not exist)
+ * holding the entries of the files below @p data_dir, named under one root
+ * @p root_name, and only the data keys they use (tde_keymgr_copy_subset()),
+ * sealed under the same master key unless @p dest_master_key_uri is given.
+ * Open the copied data anywhere with
+ * "libtde:<dest_keymgr_dir>,master:<uri>,root:<root_name>:<where the data is>".
+ * @p fs / @p env must be libtde's (the key manager behind it is copied; a
+ * read-only one works). *n_files (may be NULL) gets the number of entries.
+ */
+TDE_API rocksdb::Status CopyKeyMetadata(rocksdb::FileSystem *fs, const std::string &data_dir,
+                                        const std::string &dest_keymgr_dir,
+                                        const std::string &root_name = "db",
+                                        const std::string &dest_master_key_uri = "",
+                                        uint64_t *n_files = nullptr);
+TDE_API rocksdb::Status CopyKeyMetadata(rocksdb::Env *env, const std::string &data_dir,
+                                        const std::string &dest_keymgr_dir,
+                                        const std::string &root_name = "db",
+                                        const std::string &dest_master_key_uri = "",
+                                        uint64_t *n_files = nullptr);
+
+/**
+ * rocksdb::Checkpoint::CreateCheckpoint() through @p db's encrypted Env, then
+ * CopyKeyMetadata() into "<checkpoint_dir>/tde-keymgr", so the checkpoint
+ * opens on its own (another path or host, after the source is deleted) with
+ * "libtde:<dir>/tde-keymgr,master:<uri>,root:<root_name>:<dir>". RocksDB
+ * ignores that subdirectory (open, DestroyDB, checkpoints of the checkpoint).
+ * @p checkpoint_dir must be under one of the database Env's roots.
+ */
+TDE_API rocksdb::Status CreateCheckpoint(rocksdb::DB *db, const std::string &checkpoint_dir,
+                                         const std::string &root_name = "db",
+                                         uint64_t log_size_for_flush = 0,
+                                         uint64_t *sequence_number = nullptr);
+
 } // namespace tde
 
 #endif

@@ -182,6 +182,21 @@ tde_fileio_rename(const char *from, const char *to)
 }
 
 tde_status
+tde_fileio_rename_noreplace(const char *from, const char *to)
+{
+    int err = injected(TDE_FILEIO_RENAME, NULL);
+
+    if (err == 0 && renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) != 0)
+        err = errno;
+    if (err == EEXIST || err == ENOTEMPTY)
+        return tde_error_set(TDE_ERR_EXISTS, "%s: rename to %s refused: %s exists already", from,
+                             to, to);
+    if (err != 0)
+        return tde_error_set(TDE_ERR_IO, "%s: rename to %s failed: %s", from, to, strerror(err));
+    return TDE_OK;
+}
+
+tde_status
 tde_fileio_fsync_dir(const char *dir)
 {
     int err = injected(TDE_FILEIO_FSYNC_DIR, NULL);

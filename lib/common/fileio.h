@@ -54,6 +54,13 @@ TDE_MUST_USE tde_status tde_fileio_fsync(int fd, const char *name);
 /* rename(2). */
 TDE_MUST_USE tde_status tde_fileio_rename(const char *from, const char *to);
 
+/*
+ * rename(2) that never replaces @p to (renameat2 RENAME_NOREPLACE; also for directories, which
+ * rename(2) would put over an empty one). An existing @p to gives TDE_ERR_EXISTS. Counted and
+ * injected as TDE_FILEIO_RENAME.
+ */
+TDE_MUST_USE tde_status tde_fileio_rename_noreplace(const char *from, const char *to);
+
 /* Opens @p dir and fsyncs it, so renames, creations and deletions in it are durable. */
 TDE_MUST_USE tde_status tde_fileio_fsync_dir(const char *dir);
 

@@ -1624,3 +1624,304 @@ tde_keymgr_list_plaintext_files(tde_keymgr *km, int (*fn)(void *arg, const char 
         *count = w.count;
     return TDE_OK;
 }
+
+/* ---- self-contained copies (checkpoints, backups) --------------------------------------- */
+
+/* The root holding directory @p abs (longest match, the root itself included) and the part of
+ * @p abs below it ("" for the root itself). */
+static const km_root *
+match_dir(const tde_keymgr *km, const char *abs, bool real, const char **rest)
+{
+    const km_root *best = NULL;
+    size_t best_len = 0;
+
+    for (size_t i = 0; i < km->n_roots; i++) {
+        const char *rp = real ? km->roots[i].real : km->roots[i].path;
+        size_t len;
+        if (rp == NULL)
+            continue;
+        len = strlen(rp);
+        if (strncmp(abs, rp, len) == 0 && (abs[len] == '\0' || abs[len] == '/') &&
+            (best == NULL || len > best_len)) {
+            best = &km->roots[i];
+            best_len = len;
+        }
+    }
+    if (best != NULL)
+        *rest = abs + best_len + (abs[best_len] == '/');
+    return best;
+}
+
+/* The stored-name prefix ("<root>/" or "<root>/<relative>/") of the files below @p dir. */
+static tde_status
+dir_prefix(tde_keymgr *km, const char *dir, char *out, size_t cap)
+{
+    char abs[PATH_MAX], real[PATH_MAX];
+    const char *rest = "";
+    const km_root *r;
+
+    TDE_RET(normalize(dir, abs, sizeof(abs)));
+    r = match_dir(km, abs, false, &rest);
+    if (r == NULL && realpath(abs[0] ? abs : "/", real) != NULL)
+        r = match_dir(km, strcmp(real, "/") == 0 ? "" : real, true, &rest);
+    if (r == NULL)
+        return tde_error_set(TDE_ERR_INVALID_ARG,
+                             "key manager %s: %s is under none of the %zu configured roots "
+                             "(first: %s=%s/)",
+                             km->dir, dir, km->n_roots, km->roots[0].name, km->roots[0].path);
+    if ((size_t)snprintf(out, cap, "%s/%s%s", r->name, rest, rest[0] ? "/" : "") >= cap)
+        return tde_error_set(TDE_ERR_INVALID_ARG, "key manager: name too long: %s", dir);
+    return TDE_OK;
+}
+
+typedef struct subset_walk {
+    const char *prefix, *root;
+    size_t plen;
+    char **names; /* re-rooted: "<root>/<relative to the data directory>" */
+    tde_file_entry *entries;
+    size_t n, cap;
+    bool oom;
+} subset_walk;
+
+static int
+collect_subset(void *arg, const char *name, const tde_file_entry *e)
+{
+    subset_walk *w = arg;
+    size_t rl = strlen(w->root), nl;
+    char *nn;
+
+    /* Reserved entries (interrupted renames) start with '/' and never match a prefix. */
+    if (strncmp(name, w->prefix, w->plen) != 0 || name[w->plen] == '\0')
+        return 0;
+    if (w->n == w->cap) {
+        size_t nc = w->cap ? 2 * w->cap : 64;
+        char **names = realloc(w->names, nc * sizeof(*names));
+        tde_file_entry *entries = names ? realloc(w->entries, nc * sizeof(*entries)) : NULL;
+        if (names != NULL)
+            w->names = names;
+        if (entries == NULL)
+            return w->oom = true;
+        w->entries = entries;
+        w->cap = nc;
+    }
+    nl = strlen(name + w->plen);
+    nn = malloc(rl + nl + 2);
+    if (nn == NULL)
+        return w->oom = true;
+    memcpy(nn, w->root, rl);
+    nn[rl] = '/';
+    memcpy(nn + rl + 1, name + w->plen, nl + 1);
+    w->names[w->n] = nn;
+    w->entries[w->n++] = *e;
+    return 0;
+}
+
+/* Best effort: removes the (flat) directory @p dir and the files in it. */
+static void
+remove_flat_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    if (d != NULL) {
+        while ((e = readdir(d)) != NULL) {
+            char *p;
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            p = path_join(dir, e->d_name);
+            if (p != NULL)
+                (void)unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    (void)rmdir(dir);
+}
+
+static bool
+id_in(const uint64_t *ids, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+/*
+ * The copy's key dictionary (into @p nk): the keys of @p w's entries, a fresh secret, the
+ * source's enforce flag. Current: the source's current key if an entry uses it, else the newest
+ * used one, else (no entries) a fresh key of the current method. Called with write_mu held.
+ */
+static tde_status
+subset_keydict(tde_keymgr *km, const subset_walk *w, tde_keydict *nk)
+{
+    tde_keydict fresh = {0};
+    uint64_t *used = NULL, chosen = 0;
+    size_t n_used = 0;
+    tde_secret *s;
+    tde_status st = TDE_OK;
+
+    memset(nk, 0, sizeof(*nk));
+    used = malloc((w->n ? w->n : 1) * sizeof(*used));
+    TDE_ENSURE(used != NULL, TDE_ERR_NOMEM, "key manager: out of memory");
+    for (size_t i = 0; i < w->n; i++) {
+        uint64_t id = w->entries[i].key_id;
+        if (id_in(used, n_used, id))
+            continue;
+        TDE_ENSURE(tde_keydict_find(&km->kd, id) != NULL, TDE_ERR_CORRUPT,
+                   "key manager %s: %s uses data key %016llx, which is not in %s", km->dir,
+                   w->names[i], (unsigned long long)id, TDE_KEYDICT_FILE);
+        used[n_used++] = id;
+    }
+    TDE_ERR(tde_keydict_copy(nk, &km->kd));
+    if (id_in(used, n_used, km->kd.current_id)) {
+        chosen = km->kd.current_id;
+    } else if (n_used > 0) {
+        const tde_keydict_key *newest = NULL;
+        for (size_t i = 0; i < n_used; i++) {
+            const tde_keydict_key *k = tde_keydict_find(nk, used[i]);
+            if (newest == NULL || k->created > newest->created)
+                newest = k;
+        }
+        chosen = newest->id;
+    } else {
+        TDE_ERR(
+            tde_keydict_add(nk, tde_keydict_find(nk, nk->current_id)->method, now_s(km), &chosen));
+    }
+    nk->current_id = chosen;
+    for (size_t i = 0; i < nk->n_keys;) {
+        if (nk->keys[i].id != chosen && !id_in(used, n_used, nk->keys[i].id))
+            TDE_ERR(tde_keydict_remove(nk, nk->keys[i].id)); /* moves the last key here */
+        else
+            i++;
+    }
+    /* Its own file-dictionary MAC secret: the copy shares nothing else with the source. */
+    TDE_ERR(tde_keydict_init(&fresh));
+    s = nk->secret;
+    nk->secret = fresh.secret;
+    fresh.secret = s;
+    nk->flags = (uint16_t)((km->kd.flags & TDE_KEYDICT_FLAG_ENFORCE) | TDE_KEYDICT_FLAG_FILEDICT);
+    nk->generation = 1;
+err:
+    tde_keydict_clear(&fresh);
+    if (st != TDE_OK)
+        tde_keydict_clear(nk);
+    free(used);
+    return st;
+}
+
+/* Writes the copy into the empty directory @p tmp: file dictionary, then key.dict (and .bak). */
+static tde_status
+subset_write(const subset_walk *w, const tde_keydict *nk, tde_masterkey *mk, const char *tmp)
+{
+    tde_filedict_options fo = {.version = TDE_FILEDICT_OPTIONS_VERSION, .dir = tmp};
+    tde_filedict *fd = NULL;
+    char *kd_path = path_join(tmp, TDE_KEYDICT_FILE), bak[PATH_MAX];
+    tde_status st;
+
+    TDE_ENSURE(kd_path != NULL, TDE_ERR_NOMEM, "key manager: out of memory");
+    TDE_ERR(tde_keydict_mac_key(nk, fo.mac_key));
+    st = tde_filedict_open(&fd, &fo);
+    OPENSSL_cleanse(fo.mac_key, sizeof(fo.mac_key));
+    TDE_ERR(st);
+    TDE_ERR(tde_filedict_put_batch(fd, (const char *const *)w->names, w->entries, w->n));
+    tde_filedict_close(fd);
+    fd = NULL;
+    TDE_ERR(tde_keydict_store(nk, kd_path, mk));
+    /* tde_keydict_store() only logs a failed backup copy; a copy for another host needs both. */
+    snprintf(bak, sizeof(bak), "%s%s", kd_path, TDE_KEYDICT_BACKUP_SUFFIX);
+    TDE_ENSURE(access(bak, F_OK) == 0, TDE_ERR_IO, "%s: the backup copy was not written", bak);
+    TDE_ERR(tde_fileio_fsync_dir(tmp));
+err:
+    tde_filedict_close(fd);
+    free(kd_path);
+    return st;
+}
+
+tde_status
+tde_keymgr_copy_subset(tde_keymgr *km, const char *data_dir, const char *dest_dir,
+                       const char *dest_root_name, const char *dest_master_key_uri,
+                       uint64_t *n_files_out)
+{
+    char prefix[PATH_MAX + 64], dest[PATH_MAX], tmp[PATH_MAX + 16], why[480];
+    subset_walk w = {0};
+    tde_keydict nk = {0};
+    tde_masterkey *own = NULL;
+    struct stat sb;
+    bool locked = false, renamed = false;
+    tde_status st = TDE_OK;
+
+    if (n_files_out != NULL)
+        *n_files_out = 0;
+    TDE_ENSURE(km != NULL && data_dir != NULL && dest_dir != NULL && dest_dir[0] != '\0' &&
+                   dest_root_name != NULL && dest_root_name[0] != '\0' &&
+                   strchr(dest_root_name, '/') == NULL,
+               TDE_ERR_INVALID_ARG,
+               "key manager: copy needs a data directory, a destination and a root name "
+               "without '/'");
+    TDE_ERR(normalize(dest_dir, dest, sizeof(dest)));
+    TDE_ENSURE(lstat(dest, &sb) != 0, TDE_ERR_EXISTS,
+               "key manager %s: the copy's directory %s exists already; refusing to overwrite "
+               "it (give a new directory)",
+               km->dir, dest_dir);
+    TDE_ERR(dir_prefix(km, data_dir, prefix, sizeof(prefix)));
+    if (dest_master_key_uri != NULL && tde_masterkey_open(&own, dest_master_key_uri) != TDE_OK) {
+        snprintf(why, sizeof(why), "%s", tde_last_error());
+        TDE_ERR(tde_error_set(TDE_ERR_INVALID_ARG,
+                              "key manager %s: copy to %s: the master key %s is unusable: %s",
+                              km->dir, dest_dir, dest_master_key_uri, why));
+    }
+    if (km->read_only) {
+        /* A follower of a live writer: catch up with its entries, then with its keys (a key is
+         * durable before any entry uses it, so loading keys second sees every key used). */
+        TDE_ERR(tde_filedict_refresh(km->fd));
+    }
+    w.prefix = prefix;
+    w.plen = strlen(prefix);
+    w.root = dest_root_name;
+    TDE_ERR(tde_filedict_foreach(km->fd, collect_subset, &w));
+    TDE_ENSURE(!w.oom, TDE_ERR_NOMEM, "key manager: out of memory");
+    for (size_t i = 0; i < w.n && km->n_ro_pending > 0; i++) {
+        char orig[PATH_MAX + 64];
+        snprintf(orig, sizeof(orig), "%s%s", prefix, w.names[i] + strlen(dest_root_name) + 1);
+        TDE_ERR(resolve_pending_read_only(km, orig, &w.entries[i]));
+    }
+    if (km->read_only)
+        TDE_ERR(reload_keys(km));
+    /* Held to the end: no key leaves key.dict and km->master stays while the copy is sealed. */
+    pthread_mutex_lock(&km->write_mu);
+    locked = true;
+    TDE_ERR(subset_keydict(km, &w, &nk));
+
+    TDE_ENSURE((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dest) < sizeof(tmp),
+               TDE_ERR_INVALID_ARG, "key manager: path too long: %s", dest_dir);
+    TDE_ENSURE(mkdtemp(tmp) != NULL, TDE_ERR_IO, "%s: mkdtemp: %s", tmp, strerror(errno));
+    st = subset_write(&w, &nk, own != NULL ? own : km->master, tmp);
+    if (st == TDE_OK)
+        st = tde_fileio_rename_noreplace(tmp, dest);
+    if (st == TDE_OK) {
+        renamed = true;
+        st = tde_fileio_fsync_parent(dest);
+    }
+    if (st != TDE_OK) {
+        snprintf(why, sizeof(why), "%s", tde_last_error());
+        remove_flat_dir(renamed ? dest : tmp);
+        st = tde_error_set(st, "key manager %s: copy to %s failed, nothing left behind: %s",
+                           km->dir, dest_dir, why);
+        goto err;
+    }
+    tde_log(TDE_LOG_INFO, "key manager %s: copied %zu entries below %s and %zu keys to %s", km->dir,
+            w.n, data_dir, nk.n_keys, dest);
+    if (n_files_out != NULL)
+        *n_files_out = w.n;
+err:
+    if (locked)
+        pthread_mutex_unlock(&km->write_mu);
+    tde_keydict_clear(&nk);
+    tde_masterkey_free(own);
+    for (size_t i = 0; i < w.n; i++)
+        free(w.names[i]);
+    free(w.names);
+    free(w.entries);
+    return st;
+}
