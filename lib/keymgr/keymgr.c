@@ -1881,10 +1881,18 @@ tde_keymgr_copy_subset(tde_keymgr *km, const char *data_dir, const char *dest_di
     w.root = dest_root_name;
     TDE_ERR(tde_filedict_foreach(km->fd, collect_subset, &w));
     TDE_ENSURE(!w.oom, TDE_ERR_NOMEM, "key manager: out of memory");
-    for (size_t i = 0; i < w.n && km->n_ro_pending > 0; i++) {
+    for (size_t i = 0; i < w.n && km->n_ro_pending > 0;) {
         char orig[PATH_MAX + 64];
         snprintf(orig, sizeof(orig), "%s%s", prefix, w.names[i] + strlen(dest_root_name) + 1);
-        TDE_ERR(resolve_pending_read_only(km, orig, &w.entries[i]));
+        st = resolve_pending_read_only(km, orig, &w.entries[i], TDE_OK);
+        if (st == TDE_ERR_NOT_FOUND) { /* the rename did not happen: the file had no entry */
+            free(w.names[i]);
+            w.names[i] = w.names[--w.n];
+            w.entries[i] = w.entries[w.n];
+            continue;
+        }
+        TDE_ERR(st);
+        i++;
     }
     if (km->read_only)
         TDE_ERR(reload_keys(km));
