@@ -113,7 +113,7 @@ TDE_API TDE_MUST_USE tde_status tde_keymgr_link_file(tde_keymgr *km, const char 
  * The whole rename protocol: link entry, rename(2), drop the source entry; over
  * an existing entry, crash-safe as described at the top of this file. Names
  * whose combined stored length passes 4096 bytes are refused (INVALID_ARG)
- * when dst has an entry.
+ * when dst exists or has an entry. A missing source: TDE_ERR_NOT_FOUND.
  */
 TDE_API TDE_MUST_USE tde_status tde_keymgr_rename_file(tde_keymgr *km, const char *src,
                                                        const char *dst);
