@@ -15,6 +15,8 @@ enum {
     EXIT_UNAVAILABLE = 6,
     EXIT_LOCKED = 7,
     EXIT_PLAINTEXT = 8,
+    EXIT_SALVAGE_LOSSES = 9,
+    EXIT_NO_ROCKSDB = 10,
 };
 
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
