@@ -100,6 +100,29 @@ static const struct {
      "3: no key dictionary opens with the master key; 4: none opens at all, or the\n"
      "copies conflict; 5: DEST exists. Then point the database at DEST (keep DIR).\n"
      "  --skip FILE             ignore FILE of DIR (e.g. key.dict.bak, a snapshot)\n"},
+    {"retire-key", "retire-key DIR KEYID --db DBPATH [--cf NAME]... [OPTIONS]",
+     "Retires data key KEYID (hex, as dump prints it) of the STOPPED RocksDB database\n"
+     "at DBPATH whose key manager is DIR: makes a new current key if KEYID is the\n"
+     "current one, rewrites every SST and blob file of the column families (all, or\n"
+     "each --cf) by a forced bottommost compaction, reopens the database once (new\n"
+     "WAL, MANIFEST and OPTIONS), rewrites IDENTITY, and prints every file still using\n"
+     "KEYID (old info LOGs; files of other databases or backups on the same key\n"
+     "manager). Exit 0 also when files remain (they are listed); 7 while a process\n"
+     "holds the database (its LOCK) or DIR, naming its pid; 1 no such key or column\n"
+     "family, or any other error; 10 this tde-ctl was built without the RocksDB\n"
+     "adapter.\n"
+     "  --db DBPATH             the database directory (required)\n"
+     "  --cf NAME               a column family to rewrite (repeatable; default: all)\n"},
+    {"rewrite", "rewrite DIR --db DBPATH [--rotate] [OPTIONS]",
+     "Rewrites every file of the STOPPED RocksDB database at DBPATH that is not under\n"
+     "the current data key, including plaintext files left from enabling encryption\n"
+     "on an existing database: with --rotate a new current key first, then a flush and\n"
+     "forced bottommost compaction of every column family, a reopen (new WAL, MANIFEST,\n"
+     "OPTIONS) and IDENTITY rewritten. Prints the files of DBPATH still not under the\n"
+     "current key (typically old info LOGs). Exit 0; 7 while a process holds the\n"
+     "database or DIR; 10 built without the RocksDB adapter.\n"
+     "  --db DBPATH             the database directory (required)\n"
+     "  --rotate                make a new current data key first\n"},
 };
 
 const char *const keymgr_cmd_names[] = {"status",
@@ -113,6 +136,8 @@ const char *const keymgr_cmd_names[] = {"status",
                                         "gc",
                                         "backup-metadata",
                                         "salvage",
+                                        "retire-key",
+                                        "rewrite",
                                         NULL};
 
 const char *
@@ -135,6 +160,9 @@ typedef struct kopts {
     size_t n_data_dirs;
     const char *skip[MAX_ROOTS];
     size_t n_skip;
+    const char *db, *cfs[MAX_ROOTS];
+    size_t n_cfs;
+    int rotate;
     tde_keymgr_root roots[MAX_ROOTS];
     char *root_bufs[MAX_ROOTS];
     size_t n_roots;
@@ -158,12 +186,16 @@ parse(int argc, char **argv, kopts *o)
         {"apply", no_argument, NULL, 'a'},
         {"deep", no_argument, NULL, 'D'},
         {"skip", required_argument, NULL, 'K'},
+        {"db", required_argument, NULL, 'B'},
+        {"cf", required_argument, NULL, 'C'},
+        {"rotate", no_argument, NULL, 'O'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *cmd = argv[0];
     int c, want_args = strcmp(cmd, "is-encrypted") == 0 || strcmp(cmd, "cat") == 0 ||
-                               strcmp(cmd, "backup-metadata") == 0 || strcmp(cmd, "salvage") == 0
+                               strcmp(cmd, "backup-metadata") == 0 || strcmp(cmd, "salvage") == 0 ||
+                               strcmp(cmd, "retire-key") == 0
                            ? 2
                            : 1;
     o->cmd = cmd;
@@ -186,6 +218,16 @@ parse(int argc, char **argv, kopts *o)
         case 'S': ok = strcmp(cmd, "dump") == 0, o->show_keys = 1; break;
         case 'a': ok = strcmp(cmd, "gc") == 0, o->apply = 1; break;
         case 'D': ok = strcmp(cmd, "verify") == 0, o->deep = 1; break;
+        case 'B':
+            ok = strcmp(cmd, "retire-key") == 0 || strcmp(cmd, "rewrite") == 0;
+            o->db = optarg;
+            break;
+        case 'C':
+            ok = strcmp(cmd, "retire-key") == 0 && o->n_cfs < MAX_ROOTS;
+            if (ok)
+                o->cfs[o->n_cfs++] = optarg;
+            break;
+        case 'O': ok = strcmp(cmd, "rewrite") == 0, o->rotate = 1; break;
         case 'K':
             ok = strcmp(cmd, "salvage") == 0 && o->n_skip < MAX_ROOTS;
             if (ok)
@@ -225,6 +267,7 @@ parse(int argc, char **argv, kopts *o)
         say("%s: expected %s (see 'tde-ctl %s --help')", cmd,
             want_args == 1                                                       ? "DIR"
             : strcmp(cmd, "backup-metadata") == 0 || strcmp(cmd, "salvage") == 0 ? "DIR DEST"
+            : strcmp(cmd, "retire-key") == 0                                     ? "DIR KEYID"
                                                                                  : "DIR FILE",
             cmd);
         return EXIT_USAGE;
@@ -235,6 +278,10 @@ parse(int argc, char **argv, kopts *o)
         o->master = getenv("TDE_MASTER_KEY");
     if (o->master == NULL) {
         say("%s: --master-key URI is required (or $TDE_MASTER_KEY)", cmd);
+        return EXIT_USAGE;
+    }
+    if ((strcmp(cmd, "retire-key") == 0 || strcmp(cmd, "rewrite") == 0) && o->db == NULL) {
+        say("%s: --db DBPATH is required", cmd);
         return EXIT_USAGE;
     }
     if (strcmp(cmd, "rotate-master-key") == 0 && o->new_key == NULL) {
@@ -1162,6 +1209,42 @@ do_salvage(kopts *o)
     return r.complete ? EXIT_OK : EXIT_SALVAGE_LOSSES;
 }
 
+/* ---- retire-key, rewrite ---- */
+
+static int
+do_maintenance(kopts *o, tde_keymgr *km)
+{
+    tde_keymgr_metrics m = {.version = TDE_KEYMGR_METRICS_VERSION};
+    maint_args a = {.dir = o->dir,
+                    .db = o->db,
+                    .master = o->master,
+                    .previous = o->previous,
+                    .roots = o->roots,
+                    .n_roots = o->n_roots,
+                    .cfs = o->cfs,
+                    .n_cfs = o->n_cfs,
+                    .retire = strcmp(o->cmd, "retire-key") == 0,
+                    .rotate = o->rotate};
+    tde_status st = tde_keymgr_metrics_get(km, &m);
+
+    if (st != TDE_OK)
+        return fail(o->cmd, st);
+    if (a.retire) {
+        char *end;
+        errno = 0;
+        a.key_id = strtoull(o->arg2, &end, 16);
+        if (errno != 0 || *end != '\0' || o->arg2[0] == '\0' || a.key_id == 0) {
+            say("retire-key: KEYID must be a data key id in hex (see 'tde-ctl dump'), not '%s'",
+                o->arg2);
+            return EXIT_USAGE;
+        }
+    }
+    /* The stored method: the adapter's default would rotate a directory using another one. */
+    a.method = tde_method_name(m.method);
+    tde_keymgr_close(km);
+    return run_maintenance(&a);
+}
+
 /* ---- dispatch ---- */
 
 int
@@ -1186,6 +1269,11 @@ cmd_keymgr(int argc, char **argv)
         rc = do_salvage(&o);
         goto out;
     }
+    if ((strcmp(o.cmd, "retire-key") == 0 || strcmp(o.cmd, "rewrite") == 0) && !have_rocksdb) {
+        maint_args a = {.retire = strcmp(o.cmd, "retire-key") == 0};
+        rc = run_maintenance(&a);
+        goto out;
+    }
     writable = strcmp(o.cmd, "rotate-data-key") == 0 || strcmp(o.cmd, "rotate-master-key") == 0;
     if ((rc = open_km(&o, writable, &km)) != EXIT_OK)
         goto out;
@@ -1201,7 +1289,10 @@ cmd_keymgr(int argc, char **argv)
         rc = do_cat(&o, km);
     else if (strcmp(o.cmd, "metrics") == 0)
         rc = do_metrics(&o, km);
-    else if (strcmp(o.cmd, "rotate-data-key") == 0) {
+    else if (strcmp(o.cmd, "retire-key") == 0 || strcmp(o.cmd, "rewrite") == 0) {
+        rc = do_maintenance(&o, km);
+        km = NULL; /* closed: the adapter opens DIR for writing */
+    } else if (strcmp(o.cmd, "rotate-data-key") == 0) {
         tde_keymgr_metrics m = {.version = TDE_KEYMGR_METRICS_VERSION};
         st = tde_keymgr_rotate_data_key(km);
         if (st == TDE_OK)
