@@ -328,8 +328,14 @@ tde_keymgr_salvage(const tde_keymgr_salvage_options *o, tde_keymgr_salvage_resul
         }
 
     /* Build beside DEST, then rename into place (refusing to replace anything). */
-    TDE_ENSURE(snprintf(tmp, sizeof(tmp), "%s.salvage-XXXXXX", o->dest) < (int)sizeof(tmp),
-               TDE_ERR_INVALID_ARG, "salvage: %s: path too long", o->dest);
+    {
+        size_t dl = strlen(o->dest);
+        while (dl > 1 && o->dest[dl - 1] == '/')
+            dl--; /* "out/" */
+        TDE_ENSURE(snprintf(tmp, sizeof(tmp), "%.*s.salvage-XXXXXX", (int)dl, o->dest) <
+                       (int)sizeof(tmp),
+                   TDE_ERR_INVALID_ARG, "salvage: %s: path too long", o->dest);
+    }
     TDE_ENSURE(mkdtemp(tmp) != NULL, TDE_ERR_IO, "salvage: cannot create %s: %s", tmp,
                strerror(errno));
     TDE_ERR(write_dir(&c, tmp, mk));

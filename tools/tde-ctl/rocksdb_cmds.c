@@ -1,8 +1,11 @@
 /*
  * tde-ctl retire-key and rewrite: offline maintenance of a stopped RocksDB
  * database through libtde-rocksdb's C API. Built with the adapter only
- * (TDE_CTL_ROCKSDB); without it the commands say so and exit 10.
+ * (TDE_CTL_ROCKSDB); without it the commands say so and exit 10. The library
+ * is loaded when one of them runs, not at start: librocksdb adds about 10 MiB
+ * of resident memory to every process that maps it.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 
 #include "tde-ctl.h"
@@ -12,6 +15,10 @@
 #include "tde/rocksdb.h"
 
 const int have_rocksdb = 1;
+
+typedef tde_status (*retire_fn)(const tde_rocksdb_maint_options *, uint64_t);
+typedef tde_status (*rewrite_fn)(const tde_rocksdb_maint_options *, bool, uint64_t *);
+typedef const char *(*error_fn)(void);
 
 static int
 print_file(void *arg, const char *name, uint64_t key_id)
@@ -49,17 +56,32 @@ run_maintenance(const maint_args *a)
                                    .n_column_families = a->n_cfs,
                                    .fn = print_file,
                                    .arg = &n};
+    void *lib = dlopen(TDE_CTL_ROCKSDB_LIB, RTLD_NOW | RTLD_LOCAL);
+    retire_fn retire;
+    rewrite_fn rewrite;
+    error_fn last_error;
     tde_status st;
 
+    if (lib == NULL) {
+        say("%s: cannot load the RocksDB adapter: %s", cmd, dlerror());
+        return EXIT_NO_ROCKSDB;
+    }
+    *(void **)&retire = dlsym(lib, "tde_rocksdb_retire_key");
+    *(void **)&rewrite = dlsym(lib, "tde_rocksdb_rewrite");
+    *(void **)&last_error = dlsym(lib, "tde_rocksdb_last_error");
+    if (retire == NULL || rewrite == NULL || last_error == NULL) {
+        say("%s: %s lacks the maintenance functions (an older libtde-rocksdb?)", cmd,
+            TDE_CTL_ROCKSDB_LIB);
+        return EXIT_NO_ROCKSDB;
+    }
     if (a->retire)
         printf("files still using key %016llx:\n", (unsigned long long)a->key_id);
     else
         printf("files of %s not under the current key:\n", a->db);
     fflush(stdout);
-    st = a->retire ? tde_rocksdb_retire_key(&o, a->key_id)
-                   : tde_rocksdb_rewrite(&o, a->rotate, &current);
+    st = a->retire ? retire(&o, a->key_id) : rewrite(&o, a->rotate, &current);
     if (st != TDE_OK) {
-        say("%s: %s (%s)", cmd, tde_rocksdb_last_error(), tde_status_str(st));
+        say("%s: %s (%s)", cmd, last_error(), tde_status_str(st));
         if (st == TDE_ERR_LOCKED) {
             say("%s: stop the database, then run this again", cmd);
             return EXIT_LOCKED;
