@@ -1227,6 +1227,7 @@ do_maintenance(kopts *o, tde_keymgr *km)
                     .rotate = o->rotate};
     tde_status st = tde_keymgr_metrics_get(km, &m);
 
+    tde_keymgr_close(km); /* the adapter opens DIR for writing */
     if (st != TDE_OK)
         return fail(o->cmd, st);
     if (a.retire) {
@@ -1241,7 +1242,6 @@ do_maintenance(kopts *o, tde_keymgr *km)
     }
     /* The stored method: the adapter's default would rotate a directory using another one. */
     a.method = tde_method_name(m.method);
-    tde_keymgr_close(km);
     return run_maintenance(&a);
 }
 
@@ -1291,7 +1291,7 @@ cmd_keymgr(int argc, char **argv)
         rc = do_metrics(&o, km);
     else if (strcmp(o.cmd, "retire-key") == 0 || strcmp(o.cmd, "rewrite") == 0) {
         rc = do_maintenance(&o, km);
-        km = NULL; /* closed: the adapter opens DIR for writing */
+        km = NULL; /* closed by do_maintenance */
     } else if (strcmp(o.cmd, "rotate-data-key") == 0) {
         tde_keymgr_metrics m = {.version = TDE_KEYMGR_METRICS_VERSION};
         st = tde_keymgr_rotate_data_key(km);

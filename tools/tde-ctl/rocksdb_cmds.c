@@ -7,6 +7,8 @@
  */
 #include <dlfcn.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "tde-ctl.h"
 #include "tde/keymgr.h"
@@ -19,6 +21,28 @@ const int have_rocksdb = 1;
 typedef tde_status (*retire_fn)(const tde_rocksdb_maint_options *, uint64_t);
 typedef tde_status (*rewrite_fn)(const tde_rocksdb_maint_options *, bool, uint64_t *);
 typedef const char *(*error_fn)(void);
+
+/* The installed layout first (<prefix>/bin/tde-ctl beside <prefix>/<libdir>): the RUNPATH
+ * says the same, but a sanitizer's dlopen interceptor hides it. Then the usual search. */
+static void *
+load_adapter(void)
+{
+    char exe[4096], path[4096 + 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    void *lib;
+    if (n > 0) {
+        char *slash;
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            snprintf(path, sizeof(path), "%s/../%s/%s", exe, TDE_CTL_LIBDIR, TDE_CTL_ROCKSDB_LIB);
+            if (access(path, R_OK) == 0 && (lib = dlopen(path, RTLD_NOW | RTLD_LOCAL)) != NULL)
+                return lib;
+        }
+    }
+    return dlopen(TDE_CTL_ROCKSDB_LIB, RTLD_NOW | RTLD_LOCAL);
+}
 
 static int
 print_file(void *arg, const char *name, uint64_t key_id)
@@ -56,7 +80,7 @@ run_maintenance(const maint_args *a)
                                    .n_column_families = a->n_cfs,
                                    .fn = print_file,
                                    .arg = &n};
-    void *lib = dlopen(TDE_CTL_ROCKSDB_LIB, RTLD_NOW | RTLD_LOCAL);
+    void *lib = load_adapter();
     retire_fn retire;
     rewrite_fn rewrite;
     error_fn last_error;
