@@ -5,6 +5,7 @@
 set -eu
 T=$1
 H=$2
+KH=$3 # km_helper: holds a key manager without any database
 D=$(mktemp -d "${TMPDIR:-/tmp}/tde-ctl-rdb.XXXXXX")
 HOLDER=
 cleanup() {
@@ -96,6 +97,18 @@ expect 7 "$T" rewrite "$K" --db "$DB" -k "$A"
 has "$D/err" "pid $HOLDER"
 exec 9>&-
 wait "$HOLDER" || fail "holder failed"
+HOLDER=
+# only the key manager held (another process on DIR, the database itself closed)
+rm -f "$D/hold"
+mkfifo "$D/hold"
+"$KH" "$K" "$D/other" "$A" - hold <"$D/hold" >"$D/holder.out" &
+HOLDER=$!
+exec 9>"$D/hold"
+i=0; while ! grep -q holding "$D/holder.out" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+expect 7 "$T" retire-key "$K" "$K1" --db "$DB" -k "$A"
+has "$D/err" "key manager $K is in use by pid $HOLDER"
+exec 9>&-
+wait "$HOLDER" || fail "key-manager holder failed"
 HOLDER=
 
 # --- a database migrated from plaintext: rewrite leaves no plaintext table ---
