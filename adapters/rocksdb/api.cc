@@ -542,3 +542,272 @@ tde_rocksdb_copy_key_metadata(rocksdb_env_t *env, const char *data_dir, const ch
                                                 "7.8 only; use tde::CopyKeyMetadata from C++"));
 #endif
 }
+
+// ---- Offline maintenance of a stopped database (tde-ctl retire-key, rewrite) ----
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rocksdb/db.h>
+#include <rocksdb/utilities/options_util.h>
+
+#define TDE_RET_IF(expr)                                                                           \
+    do {                                                                                           \
+        tde_status tde_st_ = (expr);                                                               \
+        if (tde_st_ != TDE_OK)                                                                     \
+            return tde_st_;                                                                        \
+    } while (0)
+
+namespace
+{
+tde_status
+MaintError(tde_status st, const std::string &msg)
+{
+    tde::c_last_error = msg;
+    return st;
+}
+
+std::string
+HexId(uint64_t id)
+{
+    char buf[17];
+    snprintf(buf, sizeof(buf), "%016llx", (unsigned long long)id);
+    return buf;
+}
+
+// A process holding RocksDB's LOCK (fcntl) or the key manager's (flock) is running the database.
+tde_status
+CheckStopped(const tde_rocksdb_maint_options *o)
+{
+    std::string lock = std::string(o->db_path) + "/LOCK";
+    int fd = open(lock.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        struct flock fl {
+        };
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        int r = fcntl(fd, F_GETLK, &fl);
+        close(fd);
+        if (r == 0 && fl.l_type != F_UNLCK)
+            return MaintError(TDE_ERR_LOCKED, "libtde: database " + std::string(o->db_path) +
+                                                  " is open by pid " + std::to_string(fl.l_pid) +
+                                                  " (it holds " + lock + "); stop it first");
+    }
+    std::string kl = std::string(o->config->keymgr_dir) + "/keymgr.lock";
+    fd = open(kl.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+            char pid[32];
+            ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+            pid[n > 0 ? n : 0] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+            close(fd);
+            return MaintError(TDE_ERR_LOCKED,
+                              "libtde: key manager " + std::string(o->config->keymgr_dir) +
+                                  " is in use by pid " + (pid[0] ? pid : "unknown") +
+                                  " (it holds " + kl + "); stop that process first");
+        }
+        close(fd);
+    }
+    return TDE_OK;
+}
+
+tde_status
+StatusError(const rocksdb::Status &s)
+{
+    return MaintError(s.IsInvalidArgument() ? TDE_ERR_INVALID_ARG : TDE_ERR_IO, s.ToString());
+}
+
+// The database opened with every column family, through the encrypted Env.
+struct MaintDb {
+    std::unique_ptr<rocksdb::Env> env;
+    tde_keymgr *km = nullptr;
+    rocksdb::DB *db = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle *> cfs;
+
+    tde_status
+    Open(const tde_rocksdb_maint_options *o)
+    {
+        rocksdb::DBOptions dbo;
+        std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+        rocksdb::ConfigOptions co;
+        co.env = env.get();
+        rocksdb::Status s = rocksdb::LoadLatestOptions(co, o->db_path, &dbo, &descs);
+        if (!s.ok())
+            return StatusError(s);
+        dbo.env = env.get();
+        dbo.create_if_missing = false;
+        s = rocksdb::DB::Open(dbo, o->db_path, descs, &cfs, &db);
+        return s.ok() ? TDE_OK : StatusError(s);
+    }
+
+    tde_status
+    Close()
+    {
+        rocksdb::Status s;
+        for (auto *h : cfs)
+            if (s.ok())
+                s = db->DestroyColumnFamilyHandle(h);
+        cfs.clear();
+        if (db != nullptr && s.ok())
+            s = db->Close();
+        delete db;
+        db = nullptr;
+        return s.ok() ? TDE_OK : StatusError(s);
+    }
+
+    ~MaintDb() { (void)Close(); }
+};
+
+tde_status
+MaintStart(const tde_rocksdb_maint_options *o, MaintDb *m)
+{
+    if (o == nullptr || o->version != TDE_ROCKSDB_MAINT_VERSION || o->db_path == nullptr ||
+        o->config == nullptr || o->config->keymgr_dir == nullptr || o->config->read_only)
+        return MaintError(TDE_ERR_INVALID_ARG,
+                          "libtde: maintenance needs a db_path and a writable configuration");
+    TDE_RET_IF(CheckStopped(o));
+    rocksdb::Status s = tde::NewEncryptedEnv(*o->config, &m->env);
+    if (!s.ok())
+        return StatusError(s);
+    m->km = tde::FindEncrypted(m->env->GetFileSystem().get())->key_manager()->km;
+    return TDE_OK;
+}
+
+// Reopens once (new WAL, MANIFEST and OPTIONS under the current key; the older OPTIONS file
+// goes) and rewrites IDENTITY, which RocksDB never rewrites, through the Env.
+tde_status
+MaintRoll(const tde_rocksdb_maint_options *o, MaintDb *m)
+{
+    TDE_RET_IF(m->Close());
+    TDE_RET_IF(m->Open(o));
+    TDE_RET_IF(m->Close());
+    std::string id, path = std::string(o->db_path) + "/IDENTITY", tmp = path + ".tde-tmp";
+    rocksdb::Status s = rocksdb::ReadFileToString(m->env.get(), path, &id);
+    if (s.IsNotFound() || s.IsPathNotFound())
+        return TDE_OK;
+    if (s.ok())
+        s = rocksdb::WriteStringToFile(m->env.get(), id, tmp, true);
+    if (s.ok())
+        s = m->env->RenameFile(tmp, path);
+    return s.ok() ? TDE_OK : StatusError(s);
+}
+
+bool
+KeyExists(tde_keymgr *km, uint64_t id, bool *current)
+{
+    struct Find {
+        uint64_t id;
+        bool found, current;
+    } f{id, false, false};
+    if (tde_keymgr_list_keys(
+            km,
+            [](void *arg, const tde_keymgr_key_info *k) {
+                auto *f = static_cast<Find *>(arg);
+                if (k->id == f->id)
+                    f->found = true, f->current = k->current;
+                return 0;
+            },
+            &f) != TDE_OK)
+        return false;
+    *current = f.current;
+    return f.found;
+}
+} // namespace
+
+extern "C" TDE_API tde_status
+tde_rocksdb_retire_key(const tde_rocksdb_maint_options *o, uint64_t key_id)
+{
+    MaintDb m;
+    bool current = false;
+    TDE_RET_IF(MaintStart(o, &m));
+    if (!KeyExists(m.km, key_id, &current))
+        return MaintError(TDE_ERR_NOT_FOUND, "libtde: key manager " +
+                                                 std::string(o->config->keymgr_dir) +
+                                                 " has no data key " + HexId(key_id));
+    // Rotate before opening, so the new WAL, MANIFEST and OPTIONS already use the new key.
+    if (current && tde_keymgr_rotate_data_key(m.km) != TDE_OK)
+        return MaintError(TDE_ERR_IO, tde_last_error());
+    TDE_RET_IF(m.Open(o));
+    std::vector<rocksdb::ColumnFamilyHandle *> chosen;
+    for (size_t i = 0; i < o->n_column_families; i++) {
+        rocksdb::ColumnFamilyHandle *found = nullptr;
+        for (auto *h : m.cfs)
+            if (h->GetName() == o->column_families[i])
+                found = h;
+        if (found == nullptr)
+            return MaintError(TDE_ERR_NOT_FOUND, "libtde: database " + std::string(o->db_path) +
+                                                     " has no column family " +
+                                                     o->column_families[i]);
+        chosen.push_back(found);
+    }
+    if (chosen.empty())
+        chosen = m.cfs;
+    std::vector<std::string> remaining;
+    rocksdb::Status s = tde::RetireKey(m.db, key_id, &remaining, chosen);
+    if (!s.ok())
+        return StatusError(s);
+    TDE_RET_IF(MaintRoll(o, &m));
+    struct Walk {
+        const tde_rocksdb_maint_options *o;
+        uint64_t id;
+    } w{o, key_id};
+    if (tde_keymgr_list_files(
+            m.km,
+            [](void *arg, const tde_keymgr_file_info *f) {
+                auto *w = static_cast<Walk *>(arg);
+                if (f->key_id != w->id || w->o->fn == nullptr)
+                    return 0;
+                return w->o->fn(w->o->arg, f->name, w->id);
+            },
+            &w) != TDE_OK)
+        return MaintError(TDE_ERR_IO, tde_last_error());
+    return TDE_OK;
+}
+
+extern "C" TDE_API tde_status
+tde_rocksdb_rewrite(const tde_rocksdb_maint_options *o, bool rotate, uint64_t *current_key)
+{
+    MaintDb m;
+    TDE_RET_IF(MaintStart(o, &m));
+    if (rotate && tde_keymgr_rotate_data_key(m.km) != TDE_OK)
+        return MaintError(TDE_ERR_IO, tde_last_error());
+    tde_keymgr_metrics met{};
+    met.version = TDE_KEYMGR_METRICS_VERSION;
+    if (tde_keymgr_metrics_get(m.km, &met) != TDE_OK)
+        return MaintError(TDE_ERR_IO, tde_last_error());
+    TDE_RET_IF(m.Open(o));
+    // Key id 0 is never a data key: every column family is flushed and compacted, none rotated.
+    std::vector<std::string> unused;
+    rocksdb::Status s = tde::RetireKey(m.db, 0, &unused, m.cfs);
+    if (!s.ok())
+        return StatusError(s);
+    TDE_RET_IF(MaintRoll(o, &m));
+    if (current_key != nullptr)
+        *current_key = met.current_key_id;
+    std::vector<std::string> names;
+    s = m.env->GetChildren(o->db_path, &names);
+    if (!s.ok())
+        return StatusError(s);
+    for (const auto &n : names) {
+        std::string path = std::string(o->db_path) + "/" + n;
+        struct stat sb;
+        if (n == "LOCK" || stat(path.c_str(), &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue; // LOCK is empty and never encrypted
+        tde_file_key *fk = nullptr;
+        uint64_t id = 0;
+        if (tde_keymgr_get_file(m.km, path.c_str(), &fk) == TDE_OK &&
+            tde_file_key_method(fk) != TDE_METHOD_PLAINTEXT)
+            id = tde_file_key_id(fk);
+        tde_file_key_free(fk);
+        if (id != met.current_key_id && o->fn != nullptr && o->fn(o->arg, path.c_str(), id) != 0)
+            break;
+    }
+    return TDE_OK;
+}

@@ -256,6 +256,73 @@ TDE_API TDE_MUST_USE tde_status tde_keymgr_copy_subset(tde_keymgr *km, const cha
                                                        const char *dest_master_key_uri,
                                                        uint64_t *n_files_out);
 
+/* ---- Salvage (tde-ctl salvage) ---- */
+
+/** What tde_keymgr_salvage() found, reported as it goes. */
+typedef enum tde_keymgr_salvage_kind {
+    TDE_SALVAGE_READ = 1,     /**< @c file was read whole */
+    TDE_SALVAGE_UNREADABLE,   /**< @c file could not be used; @c message says why */
+    TDE_SALVAGE_LOST,         /**< @c length bytes of log @c file at @c offset hold no valid
+                                   record: the records there are lost */
+    TDE_SALVAGE_TORN,         /**< an incomplete last record of @c file at @c offset (a write that
+                                   never returned): not a loss */
+    TDE_SALVAGE_KEY,          /**< data key @c key_id recovered from @c file (one or both key
+                                   dictionary copies, space separated) */
+    TDE_SALVAGE_KEY_CONFLICT, /**< @c key_id has different bytes in the two copies */
+    TDE_SALVAGE_MISSING_KEY,  /**< entry @c name uses @c key_id, which no copy holds: that file is
+                                   unreadable (the entry is kept, so reads fail naming the key) */
+    TDE_SALVAGE_NOTE,         /**< anything else worth saying (@c message) */
+} tde_keymgr_salvage_kind;
+
+/** One finding. Strings are borrowed for the callback; unused fields are 0 or NULL. */
+typedef struct tde_keymgr_salvage_event {
+    tde_keymgr_salvage_kind kind;
+    const char *file; /**< a file name in the salvaged directory */
+    uint64_t offset, length;
+    uint64_t key_id;
+    const char *name; /**< a stored file name */
+    const char *message;
+} tde_keymgr_salvage_event;
+
+#define TDE_KEYMGR_SALVAGE_VERSION 1
+
+/** Zero-initialise, then set what you need. */
+typedef struct tde_keymgr_salvage_options {
+    unsigned version;                    /**< TDE_KEYMGR_SALVAGE_VERSION */
+    const char *dir;                     /**< the damaged directory: only ever read */
+    const char *dest;                    /**< the new directory; must not exist */
+    const char *master_key_uri;          /**< DEST is sealed under it */
+    const char *previous_master_key_uri; /**< also tried when reading DIR; may be NULL */
+    const char *const *skip; /**< names of files in DIR to ignore (e.g. "key.dict.bak") */
+    size_t n_skip;
+    void (*fn)(void *arg, const tde_keymgr_salvage_event *ev); /**< may be NULL */
+    void *arg;
+} tde_keymgr_salvage_options;
+
+/** The outcome. */
+typedef struct tde_keymgr_salvage_result {
+    uint64_t keys;                /**< data keys written to DEST */
+    uint64_t entries;             /**< file entries written to DEST */
+    uint64_t entries_missing_key; /**< of which, entries whose key was not found */
+    uint64_t lost_bytes;          /**< damaged log bytes (records lost) */
+    bool complete; /**< nothing was lost: every entry and record read, every key found */
+} tde_keymgr_salvage_result;
+
+/**
+ * For a key-manager directory that does not open: reads everything that can
+ * be read (key.dict and key.dict.bak, merged; the current and previous
+ * file-dictionary generations; each log up to and past damaged records, whose
+ * MACs bind them to their offset) and writes a new, consistent directory
+ * @c dest (built in a temporary directory beside it, fsynced, renamed into
+ * place; 0700, files 0600), opened read-only once to prove it. @c dir is never
+ * modified. Nothing is written when no key dictionary copy opens (AUTH: wrong
+ * master key; CORRUPT), when the copies disagree on a key's bytes (CORRUPT:
+ * skip one), or when @c dest exists (EXISTS). Needs no lock: stop the database
+ * first all the same. @p out (may be NULL) gets the outcome.
+ */
+TDE_API TDE_MUST_USE tde_status tde_keymgr_salvage(const tde_keymgr_salvage_options *o,
+                                                   tde_keymgr_salvage_result *out);
+
 #ifdef __cplusplus
 }
 #endif

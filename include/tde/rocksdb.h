@@ -101,6 +101,51 @@ TDE_API TDE_MUST_USE tde_status tde_rocksdb_copy_key_metadata(rocksdb_env_t *env
                                                               const char *dest_dir,
                                                               const char *root_name);
 
+/* ---- Offline maintenance of a stopped database (tde-ctl retire-key, rewrite) ---- */
+
+#define TDE_ROCKSDB_MAINT_VERSION 1
+
+/** Zero-initialise, then set what you need. */
+typedef struct tde_rocksdb_maint_options {
+    unsigned version;                 /**< TDE_ROCKSDB_MAINT_VERSION */
+    const char *db_path;              /**< the database directory */
+    const tde_rocksdb_config *config; /**< its Env, as the database is configured; not read-only */
+    const char *const
+        *column_families; /**< retire-key: the column families to rewrite; NULL: all */
+    size_t n_column_families;
+    /** Called for each file reported (stored name or path, its key id; 0: plaintext). */
+    int (*fn)(void *arg, const char *name, uint64_t key_id);
+    void *arg;
+} tde_rocksdb_maint_options;
+
+/**
+ * Retires data key @p key_id of the STOPPED database at @p o->db_path: makes a
+ * new current key first if it is the current one, opens the database (every
+ * column family, with the options of its latest OPTIONS file) through an
+ * encrypted Env, runs tde::RetireKey() on the chosen column families, closes
+ * and reopens it once (new WAL, MANIFEST and OPTIONS), rewrites IDENTITY, and
+ * then calls @p o->fn with every key-manager entry still using the key
+ * (typically old info LOGs; files of other databases or backups sharing the
+ * key manager). TDE_ERR_LOCKED, naming the holder's pid, while a process has
+ * the database (its LOCK file) or the key manager open; TDE_ERR_NOT_FOUND when
+ * the key is not in the key dictionary. Message: tde_rocksdb_last_error().
+ */
+TDE_API TDE_MUST_USE tde_status tde_rocksdb_retire_key(const tde_rocksdb_maint_options *o,
+                                                       uint64_t key_id);
+
+/**
+ * Rewrites every file of the STOPPED database at @p o->db_path that is not
+ * under the current data key, including plaintext files left from a migration
+ * (a new current key first when @p rotate): flush, a forced bottommost
+ * compaction with blob garbage collection of every column family, a reopen
+ * (new WAL, MANIFEST and OPTIONS) and IDENTITY rewritten. Then @p o->fn gets
+ * each file in the database directory still not under the current key (key id
+ * 0: plaintext), and *current_key (may be NULL) the current key id. Errors as
+ * tde_rocksdb_retire_key().
+ */
+TDE_API TDE_MUST_USE tde_status tde_rocksdb_rewrite(const tde_rocksdb_maint_options *o, bool rotate,
+                                                    uint64_t *current_key);
+
 #ifdef __cplusplus
 }
 #endif

@@ -673,6 +673,69 @@ mac_prefix(uint8_t prefix[16], uint64_t gen, uint64_t offset)
 }
 
 /*
+ * Checks one record at @p r (file offset @p off, @p left bytes available) and decodes it
+ * into @p op (names point into @p r). *rec_len gets its length. *torn is set, with TDE_OK,
+ * when the bytes are an incomplete record or all zero (a crash mid-append).
+ */
+static inline tde_status
+record_parse(const struct source *s, const uint8_t *r, size_t left, uint64_t off,
+             struct replay_op *op, size_t *rec_len, bool *torn)
+{
+    size_t blen, nlen, slen;
+    uint8_t prefix[16], type;
+
+    *torn = false;
+    if (left < REC_HEADER_LEN) {
+        *torn = true;
+        return TDE_OK;
+    }
+    blen = get16(r + 2);
+    if (r[0] != REC_TAG || r[1] < REC_PUT || r[1] > REC_LINK || get16(r + 4) != (uint16_t)~blen ||
+        get16(r + 6) != 0 || blen > REC_MAX_BODY) {
+        /* A crash can leave a zero-filled tail on some file systems. */
+        if (all_zero(r, left)) {
+            *torn = true;
+            return TDE_OK;
+        }
+        return tde_error_set(TDE_ERR_CORRUPT, "%s: bad record header at offset %" PRIu64, s->path,
+                             off);
+    }
+    if (left < REC_HEADER_LEN + blen + MAC_LEN) {
+        *torn = true;
+        return TDE_OK;
+    }
+    type = r[1];
+    mac_prefix(prefix, s->gen, off);
+    TDE_RET(mac_check(s, prefix, sizeof(prefix), r, REC_HEADER_LEN + blen,
+                      r + REC_HEADER_LEN + blen, off, "record"));
+    *rec_len = REC_HEADER_LEN + blen + MAC_LEN;
+    r += REC_HEADER_LEN;
+    memset(op, 0, sizeof(*op));
+    if (type == REC_DELETE) {
+        nlen = blen >= 2 ? get16(r) : 0;
+        if (blen < 2 || blen != 2 + nlen || !name_ok(r + 2, nlen))
+            return tde_error_set(TDE_ERR_CORRUPT, "%s: bad delete record at offset %" PRIu64,
+                                 s->path, off);
+        op->name = (const char *)r + 2;
+        op->len = nlen;
+        op->del = true;
+    } else {
+        bool link = type == REC_LINK;
+        nlen = blen >= ENTRY_LEN + 2 ? get16(r + ENTRY_LEN) : 0;
+        slen = link && blen >= ENTRY_LEN + 4 + nlen ? get16(r + ENTRY_LEN + 2 + nlen) : 0;
+        if (blen != ENTRY_LEN + 2 + nlen + (link ? 2 + slen : 0) ||
+            !name_ok(r + ENTRY_LEN + 2, nlen) || (link && !name_ok(r + ENTRY_LEN + 4 + nlen, slen)))
+            return tde_error_set(TDE_ERR_CORRUPT, "%s: bad %s record at offset %" PRIu64, s->path,
+                                 link ? "link" : "put", off);
+        op->name = (const char *)r + ENTRY_LEN + 2;
+        op->len = nlen;
+        entry_decode(&op->e, r);
+    }
+    op->h = hash_name(op->name, op->len);
+    return TDE_OK;
+}
+
+/*
  * Checks the records in @p buf (which starts at file offset @p base) and, when
  * @p t is not NULL, applies them. *end gets the file offset after the last
  * whole record, *torn whether bytes after it form an incomplete record.
@@ -686,62 +749,14 @@ log_replay(const struct source *s, const uint8_t *buf, size_t len, uint64_t base
 
     *torn = false;
     while (pos < len) {
-        const uint8_t *r = buf + pos;
-        size_t left = len - pos, blen, nlen, slen;
-        uint64_t off = base + pos;
-        uint8_t prefix[16], type;
-
-        if (left < REC_HEADER_LEN) {
-            *torn = true;
+        struct replay_op op;
+        size_t rec_len = 0;
+        TDE_RET(record_parse(s, buf + pos, len - pos, base + pos, &op, &rec_len, torn));
+        if (*torn)
             break;
-        }
-        blen = get16(r + 2);
-        if (r[0] != REC_TAG || r[1] < REC_PUT || r[1] > REC_LINK ||
-            get16(r + 4) != (uint16_t)~blen || get16(r + 6) != 0 || blen > REC_MAX_BODY) {
-            /* A crash can leave a zero-filled tail on some file systems. */
-            if (all_zero(r, left)) {
-                *torn = true;
-                break;
-            }
-            return tde_error_set(TDE_ERR_CORRUPT, "%s: bad record header at offset %" PRIu64,
-                                 s->path, off);
-        }
-        if (left < REC_HEADER_LEN + blen + MAC_LEN) {
-            *torn = true;
-            break;
-        }
-        type = r[1];
-        mac_prefix(prefix, s->gen, off);
-        TDE_RET(mac_check(s, prefix, sizeof(prefix), r, REC_HEADER_LEN + blen,
-                          r + REC_HEADER_LEN + blen, off, "record"));
-        r += REC_HEADER_LEN;
-        if (type == REC_DELETE) {
-            nlen = blen >= 2 ? get16(r) : 0;
-            if (blen < 2 || blen != 2 + nlen || !name_ok(r + 2, nlen))
-                return tde_error_set(TDE_ERR_CORRUPT, "%s: bad delete record at offset %" PRIu64,
-                                     s->path, off);
-            if (t != NULL) {
-                struct replay_op op = {.name = (const char *)r + 2, .len = nlen, .del = true};
-                op.h = hash_name(op.name, nlen);
-                TDE_RET(replay_push(t, &q, &op));
-            }
-        } else {
-            bool link = type == REC_LINK;
-            nlen = blen >= ENTRY_LEN + 2 ? get16(r + ENTRY_LEN) : 0;
-            slen = link && blen >= ENTRY_LEN + 4 + nlen ? get16(r + ENTRY_LEN + 2 + nlen) : 0;
-            if (blen != ENTRY_LEN + 2 + nlen + (link ? 2 + slen : 0) ||
-                !name_ok(r + ENTRY_LEN + 2, nlen) ||
-                (link && !name_ok(r + ENTRY_LEN + 4 + nlen, slen)))
-                return tde_error_set(TDE_ERR_CORRUPT, "%s: bad %s record at offset %" PRIu64,
-                                     s->path, link ? "link" : "put", off);
-            if (t != NULL) {
-                struct replay_op op = {.name = (const char *)r + ENTRY_LEN + 2, .len = nlen};
-                entry_decode(&op.e, r);
-                op.h = hash_name(op.name, nlen);
-                TDE_RET(replay_push(t, &q, &op));
-            }
-        }
-        pos += REC_HEADER_LEN + blen + MAC_LEN;
+        if (t != NULL)
+            TDE_RET(replay_push(t, &q, &op));
+        pos += rec_len;
     }
     if (t != NULL)
         TDE_RET(replay_flush(t, &q));
@@ -1057,8 +1072,9 @@ load_newest(tde_filedict *d, struct table *t, int *fd, uint64_t *gen, uint64_t *
     table_free(t);
     return tde_error_set(st,
                          "%s; nothing was modified; the previous generation %" PRIu64
-                         " is kept in %s for salvage (tde-ctl)",
-                         msg, *gen - 1, d->dir);
+                         " is kept in %s: 'tde-ctl salvage %s NEWDIR' writes what can be read to a "
+                         "new directory",
+                         msg, *gen - 1, d->dir, d->dir);
 }
 
 tde_status
@@ -1597,5 +1613,261 @@ tde_filedict_parse_buffers(const uint8_t *snap, size_t snap_len, const uint8_t *
 err:
     EVP_MAC_CTX_free(d.mac);
     table_free(&d.t);
+    return st;
+}
+
+/* ---- Salvage ---- */
+
+struct salvage {
+    tde_filedict *d;
+    const tde_filedict_salvage_options *o;
+    uint64_t authenticated, lost_bytes;
+    bool lost;
+    tde_status err; /* out of memory while applying */
+};
+
+static tde_status
+mac_setup(tde_filedict *d, const uint8_t key[TDE_FILEDICT_MAC_KEY_LEN])
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    OSSL_PARAM params[2];
+
+    d->mac = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (d->mac == NULL || EVP_MAC_init(d->mac, key, TDE_FILEDICT_MAC_KEY_LEN, params) != 1) {
+        ERR_clear_error();
+        return tde_error_set(TDE_ERR_CRYPTO, "filedict: cannot set up HMAC-SHA256");
+    }
+    return TDE_OK;
+}
+
+static void
+salvage_event(struct salvage *v, tde_keymgr_salvage_kind kind, const char *file, uint64_t offset,
+              uint64_t length, const char *message)
+{
+    tde_keymgr_salvage_event ev = {
+        .kind = kind, .file = file, .offset = offset, .length = length, .message = message};
+    if (kind == TDE_SALVAGE_LOST) {
+        v->lost = true;
+        v->lost_bytes += length;
+    }
+    if (v->o->fn != NULL)
+        v->o->fn(v->o->arg, &ev);
+}
+
+static bool
+salvage_skipped(const struct salvage *v, const char *base)
+{
+    for (size_t i = 0; i < v->o->n_skip; i++)
+        if (strcmp(v->o->skip[i], base) == 0)
+            return true;
+    return false;
+}
+
+/* Reads file gen.ext whole into *buf (malloc()ed); reports why not and returns false. */
+static bool
+salvage_read(struct salvage *v, uint64_t gen, const char *ext, char *path, size_t cap,
+             uint8_t **buf, size_t *len)
+{
+    const char *base;
+
+    file_path(path, cap, v->d, gen, ext);
+    base = strrchr(path, '/') + 1;
+    *buf = NULL;
+    if (salvage_skipped(v, base)) {
+        salvage_event(v, TDE_SALVAGE_NOTE, base, 0, 0, "skipped as asked");
+        return false;
+    }
+    if (tde_fileio_read_all(path, buf, len) != TDE_OK) {
+        salvage_event(v, TDE_SALVAGE_UNREADABLE, base, 0, 0, tde_last_error());
+        return false;
+    }
+    return true;
+}
+
+/* A plausible record header at @p r: worth a MAC check while scanning past damage. */
+static bool
+salvage_candidate(const uint8_t *r, size_t left)
+{
+    return left >= REC_HEADER_LEN + MAC_LEN && r[0] == REC_TAG && r[1] >= REC_PUT &&
+           r[1] <= REC_LINK && (get16(r + 4) ^ get16(r + 2)) == 0xffffu && get16(r + 6) == 0;
+}
+
+/*
+ * Replays every record of log @p gen that authenticates, skipping damaged stretches (each
+ * record's MAC binds its generation and offset, so one found by scanning is genuine).
+ * *base gets the header's "bytes of the previous log folded in" (UINT64_MAX: unknown),
+ * *end the offset after the last good record of the unbroken run from the start.
+ */
+static void
+salvage_log(struct salvage *v, uint64_t gen, struct table *t, uint64_t *base, uint64_t *end,
+            bool *damaged)
+{
+    char path[PATH_MAX];
+    struct source s = {.d = v->d, .path = path, .gen = gen, .verify = true};
+    uint8_t *buf;
+    size_t len, pos = LOG_HEADER_LEN;
+    uint64_t records = 0;
+    const char *file;
+    char msg[128];
+
+    *base = UINT64_MAX;
+    *end = 0;
+    *damaged = false;
+    if (!salvage_read(v, gen, "log", path, sizeof(path), &buf, &len))
+        return;
+    file = strrchr(path, '/') + 1;
+    if (log_header_parse(&s, buf, len) == TDE_OK) {
+        *base = get64(buf + 24);
+        v->authenticated++;
+    } else {
+        salvage_event(v, TDE_SALVAGE_NOTE, file, 0, len < LOG_HEADER_LEN ? len : LOG_HEADER_LEN,
+                      "log header damaged; its records are still read (each has its own MAC)");
+    }
+    *end = LOG_HEADER_LEN;
+    while (pos < len) {
+        struct replay_op op;
+        size_t rec_len = 0, next;
+        bool torn = false;
+        if (record_parse(&s, buf + pos, len - pos, pos, &op, &rec_len, &torn) == TDE_OK && !torn) {
+            if (op.del)
+                (void)table_delete_h(t, op.name, op.len, op.h);
+            else if ((v->err = table_put_h(t, op.name, op.len, op.h, &op.e, NULL)) != TDE_OK)
+                break;
+            records++;
+            v->authenticated++;
+            pos += rec_len;
+            if (!*damaged)
+                *end = pos;
+            continue;
+        }
+        /* Look for the next record that authenticates at its own offset. */
+        for (next = pos + 1; next < len; next++) {
+            struct replay_op op2;
+            bool torn2;
+            if (salvage_candidate(buf + next, len - next) &&
+                record_parse(&s, buf + next, len - next, next, &op2, &rec_len, &torn2) == TDE_OK &&
+                !torn2)
+                break;
+        }
+        if (v->err != TDE_OK)
+            break;
+        if (next >= len && torn) {
+            salvage_event(v, TDE_SALVAGE_TORN, file, pos, len - pos,
+                          "incomplete last record (a write that never returned)");
+        } else {
+            salvage_event(v, TDE_SALVAGE_LOST, file, pos, next - pos,
+                          next < len ? "damaged records skipped up to the next valid one"
+                                     : "damaged records up to the end of the log");
+            *damaged = true;
+        }
+        pos = next;
+    }
+    free(buf);
+    if (v->err != TDE_OK)
+        return;
+    tde_error_clear();
+    snprintf(msg, sizeof(msg), "%" PRIu64 " records", records);
+    salvage_event(v, *damaged ? TDE_SALVAGE_NOTE : TDE_SALVAGE_READ, file, 0, len, msg);
+}
+
+/* Parses snapshot @p gen into @p t (emptied on failure); reports what happened. */
+static bool
+salvage_snapshot(struct salvage *v, uint64_t gen, struct table *t)
+{
+    char path[PATH_MAX], msg[64];
+    struct source s = {.d = v->d, .path = path, .gen = gen, .verify = true};
+    uint8_t *buf;
+    size_t len;
+    tde_status st;
+
+    if (!salvage_read(v, gen, "snap", path, sizeof(path), &buf, &len))
+        return false;
+    table_free(t);
+    st = snapshot_parse(&s, buf, len, t);
+    free(buf);
+    if (st != TDE_OK) {
+        table_free(t);
+        salvage_event(v, TDE_SALVAGE_UNREADABLE, strrchr(path, '/') + 1, 0, 0, tde_last_error());
+        tde_error_clear();
+        return false;
+    }
+    v->authenticated++;
+    snprintf(msg, sizeof(msg), "%zu entries", t->live);
+    salvage_event(v, TDE_SALVAGE_READ, strrchr(path, '/') + 1, 0, len, msg);
+    return true;
+}
+
+tde_status
+tde_filedict_salvage(tde_filedict **out, const tde_filedict_salvage_options *o,
+                     uint64_t *authenticated, uint64_t *lost_bytes, bool *lost)
+{
+    struct salvage v = {.o = o};
+    tde_filedict *d;
+    uint64_t gen = 0, base = UINT64_MAX, prev_end = 0, end, unused;
+    bool damaged;
+    DIR *dir;
+    struct dirent *de;
+    tde_status st = TDE_OK;
+
+    *out = NULL;
+    d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return tde_error_set(TDE_ERR_NOMEM, "filedict: out of memory");
+    v.d = d;
+    d->log_fd = -1;
+    d->read_only = true;
+    pthread_rwlock_init(&d->lock, NULL);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    d->pending_tail = &d->pending;
+    d->dir = strdup(o->dir);
+    TDE_ENSURE(d->dir != NULL, TDE_ERR_NOMEM, "filedict: out of memory");
+    TDE_ERR(mac_setup(d, o->mac_key));
+
+    /* The newest generation with any file (a lost snapshot still leaves its log). */
+    dir = opendir(o->dir);
+    TDE_ENSURE(dir != NULL, TDE_ERR_IO, "%s: cannot list directory: %s", o->dir, strerror(errno));
+    while ((de = readdir(dir)) != NULL) {
+        uint64_t g;
+        const char *ext = parse_file_name(de->d_name, &g);
+        if (ext != NULL && (strcmp(ext, "snap") == 0 || strcmp(ext, "log") == 0) && g > gen &&
+            !salvage_skipped(&v, de->d_name))
+            gen = g;
+    }
+    closedir(dir);
+    d->gen = gen;
+    if (gen == 0)
+        goto done;
+    if (!salvage_snapshot(&v, gen, &d->t)) {
+        /* Rebuild from generation gen - 1: its snapshot and log, then this log on top. */
+        bool prev_snap = gen >= 2 && salvage_snapshot(&v, gen - 1, &d->t);
+        if (gen >= 2)
+            salvage_log(&v, gen - 1, &d->t, &unused, &prev_end, &damaged);
+        salvage_log(&v, gen, &d->t, &base, &end, &damaged);
+        if (!prev_snap || base == UINT64_MAX || prev_end != base) {
+            v.lost = true;
+            salvage_event(&v, TDE_SALVAGE_NOTE, NULL, 0, 0,
+                          "the newest snapshot is lost and the previous generation does not "
+                          "provably hold all of it: entries may be missing");
+        } else {
+            salvage_event(&v, TDE_SALVAGE_NOTE, NULL, 0, 0,
+                          "the newest snapshot is lost; the previous generation provably holds "
+                          "all of it");
+        }
+    } else {
+        salvage_log(&v, gen, &d->t, &base, &end, &damaged);
+    }
+    TDE_ERR(v.err);
+done:
+    *authenticated = v.authenticated;
+    *lost_bytes = v.lost_bytes;
+    *lost = v.lost;
+    *out = d;
+    return TDE_OK;
+err:
+    tde_filedict_close(d);
     return st;
 }

@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "tde/common.h"
+#include "tde/keymgr.h"
 
 #define TDE_FILEDICT_NAME_MAX 4096
 #define TDE_FILEDICT_IV_LEN 16
@@ -113,5 +114,28 @@ TDE_MUST_USE tde_status tde_filedict_parse_buffers(const uint8_t *snap, size_t s
                                                    const uint8_t *log, size_t log_len,
                                                    const uint8_t mac_key[TDE_FILEDICT_MAC_KEY_LEN],
                                                    bool verify, size_t *entries);
+
+/* Salvage (tde_keymgr_salvage): reads a damaged dictionary as far as it can. */
+typedef struct tde_filedict_salvage_options {
+    const char *dir;
+    uint8_t mac_key[TDE_FILEDICT_MAC_KEY_LEN];
+    const char *const *skip; /* file names to ignore */
+    size_t n_skip;
+    void (*fn)(void *arg, const tde_keymgr_salvage_event *ev); /* may be NULL */
+    void *arg;
+} tde_filedict_salvage_options;
+
+/*
+ * Reads the newest generation (or, when its snapshot is damaged, the previous one with its
+ * log and the newest log on top), every log past damaged records, into an in-memory handle
+ * for tde_filedict_foreach()/count()/close() only. Never writes. *authenticated gets how
+ * many snapshots, log headers and records authenticated under the MAC key (to choose among
+ * candidate keys), *lost_bytes the damaged log bytes, *lost whether anything was lost.
+ * Fails only on memory or directory errors; damage is reported through o->fn.
+ */
+TDE_MUST_USE tde_status tde_filedict_salvage(tde_filedict **out,
+                                             const tde_filedict_salvage_options *o,
+                                             uint64_t *authenticated, uint64_t *lost_bytes,
+                                             bool *lost);
 
 #endif

@@ -468,10 +468,12 @@ create_dicts(tde_keymgr *km)
         return tde_error_set(TDE_ERR_INVALID_ARG, "key manager %s: a new directory needs a method",
                              km->dir);
     if (has_other_files(km->dir))
-        return tde_error_set(TDE_ERR_CORRUPT,
-                             "key manager %s: %s is missing but other metadata files are "
-                             "present; restore it from a backup (tde-ctl salvage)",
-                             km->dir, TDE_KEYDICT_FILE);
+        return tde_error_set(
+            TDE_ERR_CORRUPT,
+            "key manager %s: %s is missing but other metadata files are "
+            "present, and no %s%s; restore the directory from a backup (without the "
+            "data keys there is nothing to salvage)",
+            km->dir, TDE_KEYDICT_FILE, TDE_KEYDICT_FILE, TDE_KEYDICT_BACKUP_SUFFIX);
     TDE_RET(tde_keydict_init(&km->kd));
     TDE_RET(tde_keydict_add(&km->kd, km->method, now_s(km), &km->kd.current_id));
     if (km->method != TDE_METHOD_PLAINTEXT)
@@ -543,12 +545,15 @@ recover_from_backup(tde_keymgr *km, tde_status orig)
         if (st != TDE_OK)
             return tde_error_set(TDE_ERR_CORRUPT,
                                  "%s; the backup %s does not authenticate the file dictionary; "
-                                 "salvage with tde-ctl",
-                                 why, bak);
+                                 "nothing was modified: 'tde-ctl salvage %s NEWDIR' writes what "
+                                 "can be read to a new directory",
+                                 why, bak, km->dir);
         return tde_error_set(TDE_ERR_CORRUPT,
                              "%s; the backup %s lacks the keys of %zu of %zu entries (first "
-                             "missing key %016llx); salvage with tde-ctl",
-                             why, bak, ms.missing, ms.entries, (unsigned long long)ms.first);
+                             "missing key %016llx); nothing was modified: 'tde-ctl salvage %s "
+                             "NEWDIR' writes what can be read to a new directory",
+                             why, bak, ms.missing, ms.entries, (unsigned long long)ms.first,
+                             km->dir);
     }
     tde_log(TDE_LOG_WARN, "%s; recovered from %s, which holds the key of all %zu entries", why, bak,
             ms.entries);

@@ -6,6 +6,9 @@
  *   write NAME TEXT   registers ROOT/NAME and writes TEXT encrypted to it
  *   copy NAME SRC     registers ROOT/NAME and writes SRC's bytes encrypted to it
  *   rotate-master URI the online master-key rotation API
+ *   rotate            a new current data key
+ *   fill N            registers and drops N entries with ~3.7 KiB names: grows the log
+ *                     past a compaction, so a previous file-dictionary generation exists
  *   hold              keeps the directory open (and locked) until stdin closes
  */
 #include <fcntl.h>
@@ -70,6 +73,21 @@ main(int argc, char **argv)
         } else if (strcmp(argv[i], "rotate-master") == 0 && i + 1 < argc) {
             if (tde_keymgr_rotate_master_key(km, argv[++i]) != TDE_OK)
                 return die("rotate-master");
+        } else if (strcmp(argv[i], "rotate") == 0) {
+            if (tde_keymgr_rotate_data_key(km) != TDE_OK)
+                return die("rotate");
+        } else if (strcmp(argv[i], "fill") == 0 && i + 1 < argc) {
+            int n = atoi(argv[++i]);
+            for (int j = 0; j < n; j++) {
+                tde_file_key *fk = NULL;
+                int len = snprintf(path, sizeof(path), "%s/fill", argv[2]);
+                for (int c = 0; c < 14; c++)
+                    len += snprintf(path + len, sizeof(path) - (size_t)len, "/%0250d", j);
+                if (tde_keymgr_new_file(km, path, &fk) != TDE_OK ||
+                    tde_keymgr_delete_file(km, path) != TDE_OK)
+                    return die(path);
+                tde_file_key_free(fk);
+            }
         } else if (strcmp(argv[i], "hold") == 0) {
             printf("holding\n");
             fflush(stdout);

@@ -86,6 +86,43 @@ static const struct {
      "(retried when a live writer changed DIR meanwhile). Back up DEST together with\n"
      "the data files: the keys without the data are useless and the data without\n"
      "the keys is lost.\n"},
+    {"salvage", "salvage DIR DEST [--skip FILE]... [OPTIONS]",
+     "For a key-manager directory that does not open. Reads everything that can be\n"
+     "read: key.dict and key.dict.bak (the union of their keys; a key whose bytes\n"
+     "differ between them stops the salvage: run it again with --skip on one copy),\n"
+     "the current and the previous file-dictionary generation, and every log record\n"
+     "that authenticates, past damaged ones. Writes a NEW directory DEST (must not\n"
+     "exist; built beside it, fsynced, renamed into place; 0700, files 0600) and\n"
+     "opens it read-only to prove it. DIR is never modified. Prints what came from\n"
+     "where, every damaged log range (offset, bytes) and every file whose key is lost\n"
+     "(its entry is kept, so reading it fails naming the key instead of returning\n"
+     "ciphertext). Exit 0: nothing lost; 9: DEST written but something was lost;\n"
+     "3: no key dictionary opens with the master key; 4: none opens at all, or the\n"
+     "copies conflict; 5: DEST exists. Then point the database at DEST (keep DIR).\n"
+     "  --skip FILE             ignore FILE of DIR (e.g. key.dict.bak, a snapshot)\n"},
+    {"retire-key", "retire-key DIR KEYID --db DBPATH [--cf NAME]... [OPTIONS]",
+     "Retires data key KEYID (hex, as dump prints it) of the STOPPED RocksDB database\n"
+     "at DBPATH whose key manager is DIR: makes a new current key if KEYID is the\n"
+     "current one, rewrites every SST and blob file of the column families (all, or\n"
+     "each --cf) by a forced bottommost compaction, reopens the database once (new\n"
+     "WAL, MANIFEST and OPTIONS), rewrites IDENTITY, and prints every file still using\n"
+     "KEYID (old info LOGs; files of other databases or backups on the same key\n"
+     "manager). Exit 0 also when files remain (they are listed); 7 while a process\n"
+     "holds the database (its LOCK) or DIR, naming its pid; 1 no such key or column\n"
+     "family, or any other error; 10 this tde-ctl was built without the RocksDB\n"
+     "adapter.\n"
+     "  --db DBPATH             the database directory (required)\n"
+     "  --cf NAME               a column family to rewrite (repeatable; default: all)\n"},
+    {"rewrite", "rewrite DIR --db DBPATH [--rotate] [OPTIONS]",
+     "Rewrites every file of the STOPPED RocksDB database at DBPATH that is not under\n"
+     "the current data key, including plaintext files left from enabling encryption\n"
+     "on an existing database: with --rotate a new current key first, then a flush and\n"
+     "forced bottommost compaction of every column family, a reopen (new WAL, MANIFEST,\n"
+     "OPTIONS) and IDENTITY rewritten. Prints the files of DBPATH still not under the\n"
+     "current key (typically old info LOGs). Exit 0; 7 while a process holds the\n"
+     "database or DIR; 10 built without the RocksDB adapter.\n"
+     "  --db DBPATH             the database directory (required)\n"
+     "  --rotate                make a new current data key first\n"},
 };
 
 const char *const keymgr_cmd_names[] = {"status",
@@ -98,6 +135,9 @@ const char *const keymgr_cmd_names[] = {"status",
                                         "rotate-master-key",
                                         "gc",
                                         "backup-metadata",
+                                        "salvage",
+                                        "retire-key",
+                                        "rewrite",
                                         NULL};
 
 const char *
@@ -118,6 +158,11 @@ typedef struct kopts {
     const char *master, *previous, *new_key, *file;
     const char *data_dirs[MAX_ROOTS];
     size_t n_data_dirs;
+    const char *skip[MAX_ROOTS];
+    size_t n_skip;
+    const char *db, *cfs[MAX_ROOTS];
+    size_t n_cfs;
+    int rotate;
     tde_keymgr_root roots[MAX_ROOTS];
     char *root_bufs[MAX_ROOTS];
     size_t n_roots;
@@ -140,12 +185,17 @@ parse(int argc, char **argv, kopts *o)
         {"show-keys", no_argument, NULL, 'S'},
         {"apply", no_argument, NULL, 'a'},
         {"deep", no_argument, NULL, 'D'},
+        {"skip", required_argument, NULL, 'K'},
+        {"db", required_argument, NULL, 'B'},
+        {"cf", required_argument, NULL, 'C'},
+        {"rotate", no_argument, NULL, 'O'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *cmd = argv[0];
     int c, want_args = strcmp(cmd, "is-encrypted") == 0 || strcmp(cmd, "cat") == 0 ||
-                               strcmp(cmd, "backup-metadata") == 0
+                               strcmp(cmd, "backup-metadata") == 0 || strcmp(cmd, "salvage") == 0 ||
+                               strcmp(cmd, "retire-key") == 0
                            ? 2
                            : 1;
     o->cmd = cmd;
@@ -168,6 +218,21 @@ parse(int argc, char **argv, kopts *o)
         case 'S': ok = strcmp(cmd, "dump") == 0, o->show_keys = 1; break;
         case 'a': ok = strcmp(cmd, "gc") == 0, o->apply = 1; break;
         case 'D': ok = strcmp(cmd, "verify") == 0, o->deep = 1; break;
+        case 'B':
+            ok = strcmp(cmd, "retire-key") == 0 || strcmp(cmd, "rewrite") == 0;
+            o->db = optarg;
+            break;
+        case 'C':
+            ok = strcmp(cmd, "retire-key") == 0 && o->n_cfs < MAX_ROOTS;
+            if (ok)
+                o->cfs[o->n_cfs++] = optarg;
+            break;
+        case 'O': ok = strcmp(cmd, "rewrite") == 0, o->rotate = 1; break;
+        case 'K':
+            ok = strcmp(cmd, "salvage") == 0 && o->n_skip < MAX_ROOTS;
+            if (ok)
+                o->skip[o->n_skip++] = optarg;
+            break;
         case 'd':
             ok = strcmp(cmd, "verify") == 0 && o->n_data_dirs < MAX_ROOTS;
             if (ok)
@@ -200,9 +265,10 @@ parse(int argc, char **argv, kopts *o)
     }
     if (argc - optind != want_args) {
         say("%s: expected %s (see 'tde-ctl %s --help')", cmd,
-            want_args == 1                        ? "DIR"
-            : strcmp(cmd, "backup-metadata") == 0 ? "DIR DEST"
-                                                  : "DIR FILE",
+            want_args == 1                                                       ? "DIR"
+            : strcmp(cmd, "backup-metadata") == 0 || strcmp(cmd, "salvage") == 0 ? "DIR DEST"
+            : strcmp(cmd, "retire-key") == 0                                     ? "DIR KEYID"
+                                                                                 : "DIR FILE",
             cmd);
         return EXIT_USAGE;
     }
@@ -212,6 +278,10 @@ parse(int argc, char **argv, kopts *o)
         o->master = getenv("TDE_MASTER_KEY");
     if (o->master == NULL) {
         say("%s: --master-key URI is required (or $TDE_MASTER_KEY)", cmd);
+        return EXIT_USAGE;
+    }
+    if ((strcmp(cmd, "retire-key") == 0 || strcmp(cmd, "rewrite") == 0) && o->db == NULL) {
+        say("%s: --db DBPATH is required", cmd);
         return EXIT_USAGE;
     }
     if (strcmp(cmd, "rotate-master-key") == 0 && o->new_key == NULL) {
@@ -1050,6 +1120,131 @@ do_backup(kopts *o)
     return rc;
 }
 
+/* ---- salvage ---- */
+
+typedef struct salvage_counts {
+    uint64_t both, only_dict, only_bak, lost_ranges;
+} salvage_counts;
+
+static void
+salvage_event(void *arg, const tde_keymgr_salvage_event *ev)
+{
+    salvage_counts *n = arg;
+    const char *f = ev->file ? ev->file : "";
+    const char *m = ev->message ? ev->message : "";
+    switch (ev->kind) {
+    case TDE_SALVAGE_READ: printf("read          %s: %s\n", f, m); break;
+    case TDE_SALVAGE_UNREADABLE: printf("UNREADABLE    %s: %s\n", f, m); break;
+    case TDE_SALVAGE_LOST:
+        n->lost_ranges++;
+        printf("LOST          %s: %llu bytes at offset %llu: %s\n", f,
+               (unsigned long long)ev->length, (unsigned long long)ev->offset, m);
+        break;
+    case TDE_SALVAGE_TORN:
+        printf("torn tail     %s: %llu bytes at offset %llu: %s\n", f,
+               (unsigned long long)ev->length, (unsigned long long)ev->offset, m);
+        break;
+    case TDE_SALVAGE_KEY:
+        if (strchr(f, ' ') != NULL)
+            n->both++;
+        else if (strcmp(f, KEY_DICT) == 0)
+            n->only_dict++;
+        else
+            n->only_bak++;
+        printf("key           %016llx from %s\n", (unsigned long long)ev->key_id, f);
+        break;
+    case TDE_SALVAGE_KEY_CONFLICT:
+        printf("CONFLICT      key %016llx: %s\n", (unsigned long long)ev->key_id, m);
+        break;
+    case TDE_SALVAGE_MISSING_KEY:
+        printf("MISSING KEY   %s uses key %016llx: %s\n", ev->name ? ev->name : "?",
+               (unsigned long long)ev->key_id, m);
+        break;
+    default: printf("note          %s%s%s\n", f, *f ? ": " : "", m); break;
+    }
+}
+
+static int
+do_salvage(kopts *o)
+{
+    salvage_counts n = {0};
+    tde_keymgr_salvage_result r = {0};
+    tde_keymgr_salvage_options so = {.version = TDE_KEYMGR_SALVAGE_VERSION,
+                                     .dir = o->dir,
+                                     .dest = o->arg2,
+                                     .master_key_uri = o->master,
+                                     .previous_master_key_uri = o->previous,
+                                     .skip = o->skip,
+                                     .n_skip = o->n_skip,
+                                     .fn = salvage_event,
+                                     .arg = &n};
+    tde_keymgr *km = NULL;
+    kopts copy = *o;
+    tde_status st;
+    int rc;
+
+    printf("salvage %s -> %s\n", o->dir, o->arg2);
+    st = tde_keymgr_salvage(&so, &r);
+    fflush(stdout);
+    if (st != TDE_OK) {
+        rc = fail(o->cmd, st);
+        say("salvage: nothing was written; %s is unchanged", o->dir);
+        return rc;
+    }
+    copy.dir = o->arg2;
+    if ((rc = open_km(&copy, 0, &km)) != EXIT_OK) {
+        say("salvage: %s was written but does not open with the roots given", o->arg2);
+        return rc;
+    }
+    tde_keymgr_close(km);
+    printf("summary: %llu data keys (%llu in both copies, %llu only in %s, %llu only in %s.bak); "
+           "%llu file entries, %llu of them with a lost key (unreadable); %llu damaged log "
+           "ranges (%llu bytes of records lost)\n",
+           (unsigned long long)r.keys, (unsigned long long)n.both, (unsigned long long)n.only_dict,
+           KEY_DICT, (unsigned long long)n.only_bak, KEY_DICT, (unsigned long long)r.entries,
+           (unsigned long long)r.entries_missing_key, (unsigned long long)n.lost_ranges,
+           (unsigned long long)r.lost_bytes);
+    printf("%s: wrote %s, which opens with the master key given; %s is unchanged\n",
+           r.complete ? "COMPLETE" : "INCOMPLETE (something was lost, see above)", o->arg2, o->dir);
+    return r.complete ? EXIT_OK : EXIT_SALVAGE_LOSSES;
+}
+
+/* ---- retire-key, rewrite ---- */
+
+static int
+do_maintenance(kopts *o, tde_keymgr *km)
+{
+    tde_keymgr_metrics m = {.version = TDE_KEYMGR_METRICS_VERSION};
+    maint_args a = {.dir = o->dir,
+                    .db = o->db,
+                    .master = o->master,
+                    .previous = o->previous,
+                    .roots = o->roots,
+                    .n_roots = o->n_roots,
+                    .cfs = o->cfs,
+                    .n_cfs = o->n_cfs,
+                    .retire = strcmp(o->cmd, "retire-key") == 0,
+                    .rotate = o->rotate};
+    tde_status st = tde_keymgr_metrics_get(km, &m);
+
+    tde_keymgr_close(km); /* the adapter opens DIR for writing */
+    if (st != TDE_OK)
+        return fail(o->cmd, st);
+    if (a.retire) {
+        char *end;
+        errno = 0;
+        a.key_id = strtoull(o->arg2, &end, 16);
+        if (errno != 0 || *end != '\0' || o->arg2[0] == '\0' || a.key_id == 0) {
+            say("retire-key: KEYID must be a data key id in hex (see 'tde-ctl dump'), not '%s'",
+                o->arg2);
+            return EXIT_USAGE;
+        }
+    }
+    /* The stored method: the adapter's default would rotate a directory using another one. */
+    a.method = tde_method_name(m.method);
+    return run_maintenance(&a);
+}
+
 /* ---- dispatch ---- */
 
 int
@@ -1070,6 +1265,15 @@ cmd_keymgr(int argc, char **argv)
         rc = do_backup(&o);
         goto out;
     }
+    if (strcmp(o.cmd, "salvage") == 0) {
+        rc = do_salvage(&o);
+        goto out;
+    }
+    if ((strcmp(o.cmd, "retire-key") == 0 || strcmp(o.cmd, "rewrite") == 0) && !have_rocksdb) {
+        maint_args a = {.retire = strcmp(o.cmd, "retire-key") == 0};
+        rc = run_maintenance(&a);
+        goto out;
+    }
     writable = strcmp(o.cmd, "rotate-data-key") == 0 || strcmp(o.cmd, "rotate-master-key") == 0;
     if ((rc = open_km(&o, writable, &km)) != EXIT_OK)
         goto out;
@@ -1085,7 +1289,10 @@ cmd_keymgr(int argc, char **argv)
         rc = do_cat(&o, km);
     else if (strcmp(o.cmd, "metrics") == 0)
         rc = do_metrics(&o, km);
-    else if (strcmp(o.cmd, "rotate-data-key") == 0) {
+    else if (strcmp(o.cmd, "retire-key") == 0 || strcmp(o.cmd, "rewrite") == 0) {
+        rc = do_maintenance(&o, km);
+        km = NULL; /* closed by do_maintenance */
+    } else if (strcmp(o.cmd, "rotate-data-key") == 0) {
         tde_keymgr_metrics m = {.version = TDE_KEYMGR_METRICS_VERSION};
         st = tde_keymgr_rotate_data_key(km);
         if (st == TDE_OK)

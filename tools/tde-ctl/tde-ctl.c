@@ -45,6 +45,10 @@ static const char usage_text[] =
     "  rotate-master-key DIR --new URI   re-wrap the data keys (process stopped)\n"
     "  gc DIR                list (or --apply: remove) entries of files gone from disk\n"
     "  backup-metadata DIR DEST   copy the key manager's files to a new directory\n"
+    "  salvage DIR DEST      rebuild a damaged key-manager directory as a new one\n"
+    "  retire-key DIR KEYID --db DBPATH   rewrite a stopped RocksDB's files off a key\n"
+    "  rewrite DIR --db DBPATH            rewrite a stopped RocksDB's files not under the\n"
+    "                        current key (plaintext ones too)\n"
     "  help [COMMAND]        show this text or a command's help\n"
     "\n"
     "Run 'tde-ctl COMMAND --help' for a command's options.\n"
@@ -63,7 +67,9 @@ static const char usage_text[] =
     "  5  the output exists already (use --force where offered)\n"
     "  6  the master key's provider could not be reached\n"
     "  7  another process holds the key-manager directory (stop it first)\n"
-    "  8  is-encrypted: the file is plaintext\n";
+    "  8  is-encrypted: the file is plaintext\n"
+    "  9  salvage: the new directory was written, but something was lost\n"
+    "  10 retire-key, rewrite: this tde-ctl was built without the RocksDB adapter\n";
 
 static const char gen_help[] =
     "Usage: tde-ctl gen-master-key PATH\n"

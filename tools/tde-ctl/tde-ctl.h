@@ -15,6 +15,8 @@ enum {
     EXIT_UNAVAILABLE = 6,
     EXIT_LOCKED = 7,
     EXIT_PLAINTEXT = 8,
+    EXIT_SALVAGE_LOSSES = 9,
+    EXIT_NO_ROCKSDB = 10,
 };
 
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -25,5 +27,18 @@ int fail(const char *cmd, tde_status st);
 int cmd_keymgr(int argc, char **argv);
 extern const char *const keymgr_cmd_names[];
 const char *keymgr_cmd_help(const char *name);
+
+/* retire-key and rewrite (rocksdb_cmds.c): front libtde-rocksdb when it is built. */
+typedef struct maint_args {
+    const char *dir, *db, *master, *previous, *method;
+    const struct tde_keymgr_root *roots;
+    size_t n_roots;
+    const char *const *cfs;
+    size_t n_cfs;
+    uint64_t key_id;
+    int retire, rotate;
+} maint_args;
+int run_maintenance(const maint_args *a);
+extern const int have_rocksdb;
 
 #endif
