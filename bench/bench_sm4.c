@@ -8,7 +8,7 @@
  * Each call encrypts --size bytes in place at file offset --offset (default 0;
  * an offset that is not a multiple of 16 starts inside a block). With
  * --random, the calls go to random offsets that are never a multiple of 16
- * (the case of a RocksDB block read), within a 1 MiB window so that the
+ * (the case of a RocksDB block read), within a 256 KiB window so that the
  * data stays in cache and the cipher is what is measured.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -34,7 +34,7 @@ static const uint8_t key[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
                                 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10};
 static const uint8_t iv[16] = {0xf0, 0xe1, 0xd2, 0xc3, 0xb4, 0xa5, 0x96, 0x87,
                                0x78, 0x69, 0x5a, 0x4b, 0x3c, 0x2d, 0x1e, 0x0f};
-enum { WINDOW = 1 << 20, N_OFFSETS = 4096 };
+enum { WINDOW = 256 << 10, N_OFFSETS = 4096 };
 static uint64_t offsets[N_OFFSETS]; /* file offset of call i % N_OFFSETS */
 static uint64_t base;               /* file offset of buf[0] */
 static unsigned next_call;
