@@ -113,7 +113,7 @@ sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsign
 {
     const uint32_t *rk = (const uint32_t *)(const void *)tde_secret_data(sched);
     const size_t chunk = (size_t)impl->width / 4 * 16; /* bytes */
-    const size_t max = (size_t)impl->sizes[impl->n_sizes - 1].groups * impl->width * 16;
+    const unsigned last = impl->n_sizes - 1;
     uint8_t head[64], tail[64], spare[64];
     uint8_t ctr[16];
     bool wipe = false;
@@ -122,14 +122,19 @@ sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsign
         return tde_error_set(TDE_ERR_INVALID_ARG, "sm4: skip %u is not below the block size", skip);
     memcpy(ctr, counter, 16);
     while (len != 0) {
-        /* This batch covers bytes [skip, skip + n) of the blocks from ctr on. */
-        size_t n = len < max - skip ? len : max - skip;
-        size_t blocks = (skip + n + 15) / 16, head_len = 0, tail_at, tail_len = 0;
-        sm4_io io = {in, out, skip != 0, (unsigned)((skip + n) / chunk), head, tail, spare};
+        /* Blocks left, the partial first and last included. */
+        size_t blocks = (skip + len + 15) / 16, head_len = 0, tail_at, tail_len = 0;
         unsigned s = 0;
 
-        while ((size_t)impl->sizes[s].groups * impl->width < blocks)
-            s++;
+        if (blocks > (size_t)impl->sizes[last].groups * impl->width)
+            s = last - 1; /* a bulk batch */
+        else
+            while ((size_t)impl->sizes[s].groups * impl->width < blocks)
+                s++;
+        /* This batch covers bytes [skip, skip + n) of the blocks from ctr on. */
+        size_t cap = (size_t)impl->sizes[s].groups * impl->width * 16 - skip;
+        size_t n = len < cap ? len : cap;
+        sm4_io io = {in, out, skip != 0, (unsigned)((skip + n) / chunk), head, tail, spare};
         if (io.first) { /* chunk 0 starts before the caller's bytes */
             head_len = chunk - skip < n ? chunk - skip : n;
             memset(head, 0, chunk);
@@ -146,6 +151,16 @@ sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsign
             tail_len = n - tail_at;
             memset(tail, 0, chunk);
             memcpy(tail, in + tail_at, tail_len);
+        }
+        /*
+         * The kernel reads the data only after its 32 rounds: have the lines fetched
+         * meanwhile (data not in cache, e.g. a block just read, cost a stall per line).
+         */
+        for (size_t i = 0; i < n + 63; i += 64) {
+            size_t at = i < n ? i : n - 1;
+            __builtin_prefetch(in + at, 0);
+            if (out != in)
+                __builtin_prefetch(out + at, 1);
         }
         impl->sizes[s].fn(rk, ctr, &io);
         wipe |= io.first != 0 || io.end < impl->sizes[s].groups * SM4_CHUNKS_PER_GROUP;

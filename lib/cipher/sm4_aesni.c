@@ -1,6 +1,6 @@
 /*
- * SM4-CTR with AES-NI and AVX2, for CPUs without GFNI: up to 128 blocks in
- * flight as 16 groups of 8, each group held transposed (register w holds word
+ * SM4-CTR with AES-NI and AVX2, for CPUs without GFNI: up to 72 blocks in
+ * flight as 9 groups of 8, each group held transposed (register w holds word
  * w of 8 blocks). The S-box is AESENCLAST (whose SubBytes is inversion in the
  * AES field) between two affine maps done as nibble-table byte shuffles
  * (constants and their derivation: sm4_consts.h, docs/ciphers.md). Compiled

@@ -1,6 +1,6 @@
 /*
  * The body shared by the two AVX2 SM4-CTR paths (sm4_aesni.c, sm4_gfni_avx2.c):
- * up to 128 blocks in flight as 16 groups of 8, each group held transposed
+ * up to 72 blocks in flight as 9 groups of 8, each group held transposed
  * (register w holds word w of 8 blocks); counter generation, the round loop,
  * the transposition back and the store. Not a general header: include it once,
  * from one of those files, after defining
@@ -143,20 +143,18 @@ BATCH_FN(1)
 BATCH_FN(2)
 BATCH_FN(4)
 BATCH_FN(8)
-BATCH_FN(12)
-BATCH_FN(16)
+BATCH_FN(9)
 
 static const sm4_impl impl = {
     .width = WIDTH,
-    .n_sizes = 6,
+    .n_sizes = 5,
     .sizes =
         {
             {1, batch_1},
             {2, batch_2},
             {4, batch_4},
             {8, batch_8},
-            {12, batch_12},
-            {16, batch_16},
+            {9, batch_9},
         },
 };
 

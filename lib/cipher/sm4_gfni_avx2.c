@@ -1,5 +1,5 @@
 /*
- * SM4-CTR with GFNI and AVX2: up to 128 blocks in flight as 16 groups of 8, each
+ * SM4-CTR with GFNI and AVX2: up to 72 blocks in flight as 9 groups of 8, each
  * group held transposed (register w holds word w of 8 blocks). The S-box is
  * one GF2P8AFFINEQB and one GF2P8AFFINEINVQB (constants and their derivation:
  * sm4_consts.h, docs/ciphers.md). Compiled for these instructions only inside

@@ -169,6 +169,76 @@ test_sm4_matches_openssl_at_batch_edges(void **state)
     b->key_free(sched);
 }
 
+/*
+ * Every skip (0..15) and every length from 0 to four largest batches plus 33
+ * bytes, at counters with no carry nearby and with carries across 2^32, 2^64
+ * and the 2^128 wrap inside the first batch, in place and out of place, in
+ * exact-size heap buffers (so that ASan sees any overread or overwrite).
+ */
+static void
+test_sm4_every_skip_and_length(void **state)
+{
+    const cipher_backend *b = *state;
+    /* Blocks per register: 16 for the AVX-512 path, 8 for the AVX2 ones. */
+    const size_t width = strstr(b->name, "avx512") != NULL ? 16 : 8;
+    const size_t max_len = 4 * SM4_MAX_GROUPS * width * 16 + 33;
+    /* The last two counter bytes; before them, @p ones - 2 bytes of 0xff (the rest random). */
+    static const struct {
+        const char *what;
+        size_t ones;
+        uint8_t b14, b15;
+    } bases[] = {
+        {"no carry", 2, 0x00, 0x10},
+        {"carry at 2^32 after 1 block", 4, 0xff, 0xff},
+        {"carry at 2^32 after 200 blocks", 4, 0xff, 0x38},
+        {"carry at 2^64 after 23 blocks", 8, 0xff, 0xe9},
+        {"2^128 wrap after 13 blocks", 16, 0xff, 0xf3},
+    };
+    uint8_t key[16];
+    uint64_t rng = 0x0123456789abcdefu;
+
+    if (!available(b))
+        skip();
+    for (int i = 0; i < 16; i++)
+        key[i] = (uint8_t)test_rand(&rng);
+    void *sched = key_new(b, key);
+    uint8_t *plain = malloc(max_len + 16), *expect = malloc(max_len + 16);
+    assert_true(plain && expect);
+    for (size_t i = 0; i < max_len + 16; i++)
+        plain[i] = (uint8_t)test_rand(&rng);
+
+    for (size_t k = 0; k < sizeof(bases) / sizeof(bases[0]); k++) {
+        uint8_t ctr[16];
+        for (int i = 0; i < 16; i++)
+            ctr[i] = (uint8_t)test_rand(&rng);
+        memset(ctr + 16 - bases[k].ones, 0xff, bases[k].ones);
+        ctr[14] = bases[k].b14;
+        ctr[15] = bases[k].b15;
+        /* expect[i] is plain[i] XOR keystream byte i from ctr. */
+        openssl_ctr(key, ctr, 0, plain, expect, max_len + 16);
+        for (size_t len = 0; len <= max_len; len++) {
+            uint8_t *in = malloc(len ? len : 1), *out = malloc(len ? len : 1);
+            assert_true(in && out);
+            for (unsigned s = 0; s < 16; s++) {
+                for (int in_place = 0; in_place < 2; in_place++) {
+                    uint8_t *dst = in_place ? in : out;
+                    memcpy(in, plain + s, len);
+                    assert_tde_ok(b->process(sched, ctr, s, in, dst, len));
+                    if (memcmp(dst, expect + s, len) != 0 ||
+                        (!in_place && memcmp(in, plain + s, len) != 0))
+                        fail_msg("%s, %s: skip %u, length %zu, %s differs from OpenSSL", b->name,
+                                 bases[k].what, s, len, in_place ? "in place" : "out of place");
+                }
+            }
+            free(in);
+            free(out);
+        }
+    }
+    free(plain);
+    free(expect);
+    b->key_free(sched);
+}
+
 /* Splitting a stream at any byte gives the same bytes as one call. */
 static void
 test_sm4_split_calls_match_one_call(void **state)
@@ -277,6 +347,7 @@ test_sm4_registered_fastest_first(void **state)
     SM4_CASE(test_sm4_gbt32907_vectors, b, label),                                                 \
         SM4_CASE(test_sm4_matches_openssl_at_random_offsets, b, label),                            \
         SM4_CASE(test_sm4_matches_openssl_at_batch_edges, b, label),                               \
+        SM4_CASE(test_sm4_every_skip_and_length, b, label),                                        \
         SM4_CASE(test_sm4_split_calls_match_one_call, b, label),                                   \
         SM4_CASE(test_sm4_rejects_other_methods_and_bad_keys, b, label)
 
