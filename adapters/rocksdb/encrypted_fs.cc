@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstring>
 #include <map>
@@ -123,18 +124,21 @@ KeystreamAuditViolations()
 namespace
 {
 
-// Encrypts or decrypts in place (or from @p in to @p out); plaintext files are copied.
+// The wrappers below run on every read and write: each caches at open whether its file is
+// plaintext, so that case costs no call into libtde (and no copy, where it can be avoided).
+bool
+IsPlain(const tde_file_key *fk)
+{
+    return tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT;
+}
+
+// Encrypts or decrypts in place (or from @p in to @p out) a file that is not plaintext.
 IOStatus
 Crypt(const tde_file_key *fk, uint64_t off, const char *in, char *out, size_t n,
       const std::string &fname)
 {
     if (n == 0)
         return IOStatus::OK();
-    if (tde_file_key_method(fk) == TDE_METHOD_PLAINTEXT) {
-        if (in != out)
-            memcpy(out, in, n);
-        return IOStatus::OK();
-    }
     tde_status st = tde_file_key_process(fk, off, in, out, n);
     if (st != TDE_OK)
         return StatusFromTde(st, fname);
@@ -146,18 +150,18 @@ Encrypt(const tde_file_key *fk, uint64_t off, const char *in, char *out, size_t 
         const std::string &fname)
 {
 #ifdef TDE_ROCKSDB_KEYSTREAM_AUDIT
-    if (tde_file_key_method(fk) != TDE_METHOD_PLAINTEXT)
-        AuditRecord(fk, off, in, n);
+    AuditRecord(fk, off, in, n);
 #endif
     return Crypt(fk, off, in, out, n, fname);
 }
 
 // Decrypts a read result into @p scratch (copying first if the inner file answered elsewhere).
+// A plaintext file's result is left where the inner file put it.
 IOStatus
-DecryptResult(const tde_file_key *fk, uint64_t off, Slice *result, char *scratch,
+DecryptResult(const tde_file_key *fk, bool plain, uint64_t off, Slice *result, char *scratch,
               const std::string &fname)
 {
-    if (result->size() == 0)
+    if (plain || result->size() == 0)
         return IOStatus::OK();
     if (scratch == nullptr)
         return IOStatus::NotSupported("libtde: read without a scratch buffer: " + fname);
@@ -196,11 +200,12 @@ RefuseUnsafeOptions(const FileOptions &opts, bool writing, const std::string &fn
     return IOStatus::OK();
 }
 
-class EncryptedSequentialFile : public FSSequentialFile
+class EncryptedSequentialFile final : public FSSequentialFile
 {
   public:
     EncryptedSequentialFile(std::unique_ptr<FSSequentialFile> f, FileKeyPtr fk, std::string name)
-        : file_(std::move(f)), fk_(std::move(fk)), name_(std::move(name))
+        : file_(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
+          name_(std::move(name))
     {
     }
     IOStatus
@@ -210,7 +215,7 @@ class EncryptedSequentialFile : public FSSequentialFile
         IOStatus s = file_->Read(n, opts, result, scratch, dbg);
         if (!s.ok())
             return s;
-        s = DecryptResult(fk_.get(), offset_, result, scratch, name_);
+        s = DecryptResult(fk_.get(), plain_, offset_, result, scratch, name_);
         offset_ += result->size();
         return s;
     }
@@ -229,7 +234,7 @@ class EncryptedSequentialFile : public FSSequentialFile
         IOStatus s = file_->PositionedRead(offset, n, opts, result, scratch, dbg);
         if (!s.ok())
             return s;
-        return DecryptResult(fk_.get(), offset, result, scratch, name_);
+        return DecryptResult(fk_.get(), plain_, offset, result, scratch, name_);
     }
     bool
     use_direct_io() const override
@@ -255,16 +260,18 @@ class EncryptedSequentialFile : public FSSequentialFile
   private:
     std::unique_ptr<FSSequentialFile> file_;
     FileKeyPtr fk_;
+    bool plain_;
     std::string name_;
     uint64_t offset_ = 0;
 };
 
-class EncryptedRandomAccessFile : public FSRandomAccessFile
+class EncryptedRandomAccessFile final : public FSRandomAccessFile
 {
   public:
     EncryptedRandomAccessFile(std::unique_ptr<FSRandomAccessFile> f, FileKeyPtr fk,
                               std::string name)
-        : file_(std::move(f)), fk_(std::move(fk)), name_(std::move(name))
+        : file_(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
+          name_(std::move(name))
     {
     }
     IOStatus
@@ -274,7 +281,7 @@ class EncryptedRandomAccessFile : public FSRandomAccessFile
         IOStatus s = file_->Read(offset, n, opts, result, scratch, dbg);
         if (!s.ok())
             return s;
-        return DecryptResult(fk_.get(), offset, result, scratch, name_);
+        return DecryptResult(fk_.get(), plain_, offset, result, scratch, name_);
     }
     // The inner MultiRead may batch the I/O (io_uring); decrypt every answer.
     IOStatus
@@ -286,7 +293,7 @@ class EncryptedRandomAccessFile : public FSRandomAccessFile
             return s;
         for (size_t i = 0; i < num_reqs; i++) {
             if (reqs[i].status.ok())
-                reqs[i].status = DecryptResult(fk_.get(), reqs[i].offset, &reqs[i].result,
+                reqs[i].status = DecryptResult(fk_.get(), plain_, reqs[i].offset, &reqs[i].result,
                                                reqs[i].scratch, name_);
         }
         return s;
@@ -298,10 +305,12 @@ class EncryptedRandomAccessFile : public FSRandomAccessFile
     {
         const tde_file_key *fk = fk_.get();
         const std::string *name = &name_;
-        auto decrypting = [fk, name, cb](const FSReadRequest &done, void *arg) {
+        bool plain = plain_;
+        auto decrypting = [fk, plain, name, cb](const FSReadRequest &done, void *arg) {
             FSReadRequest copy = done;
             if (copy.status.ok())
-                copy.status = DecryptResult(fk, copy.offset, &copy.result, copy.scratch, *name);
+                copy.status =
+                    DecryptResult(fk, plain, copy.offset, &copy.result, copy.scratch, *name);
             cb(copy, arg);
         };
         return file_->ReadAsync(req, opts, decrypting, cb_arg, io_handle, del_fn, dbg);
@@ -345,31 +354,42 @@ class EncryptedRandomAccessFile : public FSRandomAccessFile
   private:
     std::unique_ptr<FSRandomAccessFile> file_;
     FileKeyPtr fk_;
+    bool plain_;
     std::string name_;
 };
 
+// Ciphertext for the inner file is made in one buffer per thread, reused by every file the
+// thread writes: a buffer per file cost an allocation and fresh pages (page faults) for every
+// SST a compaction wrote (measured: compaction CPU +50% over plaintext with AES-128).
+constexpr size_t kChunk = 1 << 20;
+
+char *
+ThreadBuffer(size_t n)
+{
+    thread_local std::unique_ptr<char[]> buf;
+    thread_local size_t cap = 0;
+    if (cap < n) {
+        cap = std::max(n, std::min(cap * 2, kChunk));
+        buf.reset(new char[cap]);
+    }
+    return buf.get();
+}
+
 // Appends only at or above the high-water mark: a rewrite of bytes already
 // written (same IV, same offset) would reuse keystream, so it fails closed.
-class EncryptedWritableFile : public FSWritableFile
+class EncryptedWritableFile final : public FSWritableFile
 {
   public:
     EncryptedWritableFile(std::unique_ptr<FSWritableFile> f, FileKeyPtr fk, std::string name,
                           uint64_t size, const FileOptions &opts)
-        : FSWritableFile(opts), file_(std::move(f)), fk_(std::move(fk)), name_(std::move(name)),
-          size_(size), hwm_(size)
+        : FSWritableFile(opts), file_(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
+          name_(std::move(name)), size_(size), hwm_(size)
     {
     }
     IOStatus
     Append(const Slice &data, const IOOptions &opts, IODebugContext *dbg) override
     {
-        Slice out;
-        IOStatus s = EncryptAt(size_, data, &out);
-        if (!s.ok())
-            return s;
-        s = file_->Append(out, opts, dbg);
-        if (s.ok())
-            Advance(size_, data.size());
-        return s;
+        return WriteAt(size_, data, false, opts, dbg);
     }
     // The checksum handed off covers the plaintext; the inner file gets ciphertext, so it
     // cannot be verified there and is not passed on.
@@ -383,14 +403,7 @@ class EncryptedWritableFile : public FSWritableFile
     PositionedAppend(const Slice &data, uint64_t offset, const IOOptions &opts,
                      IODebugContext *dbg) override
     {
-        Slice out;
-        IOStatus s = EncryptAt(offset, data, &out);
-        if (!s.ok())
-            return s;
-        s = file_->PositionedAppend(out, offset, opts, dbg);
-        if (s.ok())
-            Advance(offset, data.size());
-        return s;
+        return WriteAt(offset, data, true, opts, dbg);
     }
     IOStatus
     PositionedAppend(const Slice &data, uint64_t offset, const IOOptions &opts,
@@ -504,19 +517,38 @@ class EncryptedWritableFile : public FSWritableFile
     }
 
   private:
+    // Encrypts into this thread's buffer, at most kChunk bytes at a time, and hands each piece
+    // to the inner file (which is done with it when its call returns).
     IOStatus
-    EncryptAt(uint64_t offset, const Slice &data, Slice *out)
+    WriteAt(uint64_t offset, const Slice &data, bool positioned, const IOOptions &opts,
+            IODebugContext *dbg)
     {
         if (offset < hwm_)
             return IOStatus::IOError("libtde: refusing to rewrite " + name_ + " at offset " +
                                      std::to_string(offset) + " below its high-water mark " +
                                      std::to_string(hwm_) +
                                      " (the same keystream would encrypt different data)");
-        if (buf_.size() < data.size())
-            buf_.resize(data.size());
-        IOStatus s = Encrypt(fk_.get(), offset, data.data(), buf_.data(), data.size(), name_);
-        *out = Slice(buf_.data(), data.size());
-        return s;
+        if (plain_) {
+            IOStatus s = positioned ? file_->PositionedAppend(data, offset, opts, dbg)
+                                    : file_->Append(data, opts, dbg);
+            if (s.ok())
+                Advance(offset, data.size());
+            return s;
+        }
+        size_t done = 0;
+        do {
+            size_t n = std::min(data.size() - done, kChunk);
+            char *buf = ThreadBuffer(n);
+            IOStatus s = Encrypt(fk_.get(), offset + done, data.data() + done, buf, n, name_);
+            if (s.ok())
+                s = positioned ? file_->PositionedAppend(Slice(buf, n), offset + done, opts, dbg)
+                               : file_->Append(Slice(buf, n), opts, dbg);
+            if (!s.ok())
+                return s;
+            done += n;
+            Advance(offset, done);
+        } while (done < data.size());
+        return IOStatus::OK();
     }
     void
     Advance(uint64_t offset, size_t n)
@@ -528,18 +560,19 @@ class EncryptedWritableFile : public FSWritableFile
 
     std::unique_ptr<FSWritableFile> file_;
     FileKeyPtr fk_;
+    bool plain_;
     std::string name_;
     uint64_t size_;
     uint64_t hwm_;
-    std::vector<char> buf_;
 };
 
 // Only for new, empty files: writes below the high-water mark fail closed.
-class EncryptedRandomRWFile : public FSRandomRWFile
+class EncryptedRandomRWFile final : public FSRandomRWFile
 {
   public:
     EncryptedRandomRWFile(std::unique_ptr<FSRandomRWFile> f, FileKeyPtr fk, std::string name)
-        : file_(std::move(f)), fk_(std::move(fk)), name_(std::move(name))
+        : file_(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
+          name_(std::move(name))
     {
     }
     IOStatus
@@ -549,11 +582,16 @@ class EncryptedRandomRWFile : public FSRandomRWFile
             return IOStatus::IOError("libtde: refusing to rewrite " + name_ + " at offset " +
                                      std::to_string(offset) + " below its high-water mark " +
                                      std::to_string(hwm_));
-        std::vector<char> buf(data.size());
-        IOStatus s = Encrypt(fk_.get(), offset, data.data(), buf.data(), data.size(), name_);
-        if (!s.ok())
-            return s;
-        s = file_->Write(offset, Slice(buf.data(), buf.size()), opts, dbg);
+        std::vector<char> buf;
+        Slice out = data;
+        if (!plain_) {
+            buf.resize(data.size());
+            IOStatus s = Encrypt(fk_.get(), offset, data.data(), buf.data(), data.size(), name_);
+            if (!s.ok())
+                return s;
+            out = Slice(buf.data(), buf.size());
+        }
+        IOStatus s = file_->Write(offset, out, opts, dbg);
         if (s.ok())
             hwm_ = offset + data.size();
         return s;
@@ -565,7 +603,7 @@ class EncryptedRandomRWFile : public FSRandomRWFile
         IOStatus s = file_->Read(offset, n, opts, result, scratch, dbg);
         if (!s.ok())
             return s;
-        return DecryptResult(fk_.get(), offset, result, scratch, name_);
+        return DecryptResult(fk_.get(), plain_, offset, result, scratch, name_);
     }
     IOStatus
     Flush(const IOOptions &opts, IODebugContext *dbg) override
@@ -601,6 +639,7 @@ class EncryptedRandomRWFile : public FSRandomRWFile
   private:
     std::unique_ptr<FSRandomRWFile> file_;
     FileKeyPtr fk_;
+    bool plain_;
     std::string name_;
     uint64_t hwm_ = 0;
 };

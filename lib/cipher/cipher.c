@@ -264,18 +264,35 @@ tde_cipher_backend(const tde_cipher *c)
     return c->backend != NULL ? c->backend->name : "none";
 }
 
-/* counter = iv + offset / 16 as 128-bit big-endian integers, modulo 2^128. */
+static uint64_t
+load_be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static void
+store_be64(uint8_t *p, uint64_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, 8);
+}
+
+/* counter = iv + offset / 16 as 128-bit big-endian integers, modulo 2^128 (two 64-bit halves:
+ * this runs on every call, and small WAL appends make calls frequent). */
 static void
 counter_at(const uint8_t iv[16], uint64_t offset, uint8_t counter[16])
 {
-    uint64_t add = offset / 16;
-    unsigned carry = 0;
-    for (int i = 15; i >= 0; i--) {
-        unsigned sum = iv[i] + (unsigned)(add & 0xff) + carry;
-        counter[i] = (uint8_t)sum;
-        carry = sum >> 8;
-        add >>= 8;
-    }
+    uint64_t hi = load_be64(iv), lo = load_be64(iv + 8);
+    uint64_t sum = lo + offset / 16;
+    store_be64(counter, hi + (sum < lo));
+    store_be64(counter + 8, sum);
 }
 
 tde_status

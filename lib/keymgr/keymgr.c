@@ -52,8 +52,12 @@ typedef struct km_key {
     tde_cipher *cipher; /* NULL for plaintext */
 } km_key;
 
+/* The method and cipher are copied from k: every read and write of the file uses them, and
+ * k's cache line also holds the reference count other threads change on open and close. */
 struct tde_file_key {
     km_key *k;
+    const tde_cipher *cipher; /* k->cipher */
+    tde_method method;        /* k->method */
     uint8_t iv[TDE_CIPHER_IV_LEN];
 };
 
@@ -213,6 +217,8 @@ file_key_make(tde_file_key **out, km_key *k, const uint8_t *iv)
         return tde_error_set(TDE_ERR_NOMEM, "key manager: out of memory");
     }
     fk->k = k;
+    fk->cipher = k->cipher;
+    fk->method = k->method;
     if (iv != NULL)
         memcpy(fk->iv, iv, TDE_CIPHER_IV_LEN);
     else
@@ -224,18 +230,18 @@ file_key_make(tde_file_key **out, km_key *k, const uint8_t *iv)
 tde_status
 tde_file_key_process(const tde_file_key *fk, uint64_t offset, const void *in, void *out, size_t len)
 {
-    if (fk->k->cipher == NULL) {
+    if (fk->cipher == NULL) {
         if (in != out && len > 0)
             memmove(out, in, len);
         return TDE_OK;
     }
-    return tde_cipher_process(fk->k->cipher, fk->iv, offset, in, out, len);
+    return tde_cipher_process(fk->cipher, fk->iv, offset, in, out, len);
 }
 
 tde_method
 tde_file_key_method(const tde_file_key *fk)
 {
-    return fk->k->method;
+    return fk->method;
 }
 
 uint64_t
