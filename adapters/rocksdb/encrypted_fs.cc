@@ -200,19 +200,21 @@ RefuseUnsafeOptions(const FileOptions &opts, bool writing, const std::string &fn
     return IOStatus::OK();
 }
 
-class EncryptedSequentialFile final : public FSSequentialFile
+// The file classes below derive from RocksDB's owner wrappers, which forward every call to
+// the inner file; they override only the calls that move data (and keep offsets or marks).
+class EncryptedSequentialFile final : public rocksdb::FSSequentialFileOwnerWrapper
 {
   public:
     EncryptedSequentialFile(std::unique_ptr<FSSequentialFile> f, FileKeyPtr fk, std::string name)
-        : file_(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
-          name_(std::move(name))
+        : FSSequentialFileOwnerWrapper(std::move(f)), fk_(std::move(fk)),
+          plain_(IsPlain(fk_.get())), name_(std::move(name))
     {
     }
     IOStatus
     Read(size_t n, const IOOptions &opts, Slice *result, char *scratch,
          IODebugContext *dbg) override
     {
-        IOStatus s = file_->Read(n, opts, result, scratch, dbg);
+        IOStatus s = target()->Read(n, opts, result, scratch, dbg);
         if (!s.ok())
             return s;
         s = DecryptResult(fk_.get(), plain_, offset_, result, scratch, name_);
@@ -222,7 +224,7 @@ class EncryptedSequentialFile final : public FSSequentialFile
     IOStatus
     Skip(uint64_t n) override
     {
-        IOStatus s = file_->Skip(n);
+        IOStatus s = target()->Skip(n);
         if (s.ok())
             offset_ += n;
         return s;
@@ -231,54 +233,33 @@ class EncryptedSequentialFile final : public FSSequentialFile
     PositionedRead(uint64_t offset, size_t n, const IOOptions &opts, Slice *result, char *scratch,
                    IODebugContext *dbg) override
     {
-        IOStatus s = file_->PositionedRead(offset, n, opts, result, scratch, dbg);
+        IOStatus s = target()->PositionedRead(offset, n, opts, result, scratch, dbg);
         if (!s.ok())
             return s;
         return DecryptResult(fk_.get(), plain_, offset, result, scratch, name_);
     }
-    bool
-    use_direct_io() const override
-    {
-        return file_->use_direct_io();
-    }
-    size_t
-    GetRequiredBufferAlignment() const override
-    {
-        return file_->GetRequiredBufferAlignment();
-    }
-    IOStatus
-    InvalidateCache(size_t offset, size_t length) override
-    {
-        return file_->InvalidateCache(offset, length);
-    }
-    rocksdb::Temperature
-    GetTemperature() const override
-    {
-        return file_->GetTemperature();
-    }
 
   private:
-    std::unique_ptr<FSSequentialFile> file_;
     FileKeyPtr fk_;
     bool plain_;
     std::string name_;
     uint64_t offset_ = 0;
 };
 
-class EncryptedRandomAccessFile final : public FSRandomAccessFile
+class EncryptedRandomAccessFile final : public rocksdb::FSRandomAccessFileOwnerWrapper
 {
   public:
     EncryptedRandomAccessFile(std::unique_ptr<FSRandomAccessFile> f, FileKeyPtr fk,
                               std::string name)
-        : file_(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
-          name_(std::move(name))
+        : FSRandomAccessFileOwnerWrapper(std::move(f)), fk_(std::move(fk)),
+          plain_(IsPlain(fk_.get())), name_(std::move(name))
     {
     }
     IOStatus
     Read(uint64_t offset, size_t n, const IOOptions &opts, Slice *result, char *scratch,
          IODebugContext *dbg) const override
     {
-        IOStatus s = file_->Read(offset, n, opts, result, scratch, dbg);
+        IOStatus s = target()->Read(offset, n, opts, result, scratch, dbg);
         if (!s.ok())
             return s;
         return DecryptResult(fk_.get(), plain_, offset, result, scratch, name_);
@@ -288,7 +269,7 @@ class EncryptedRandomAccessFile final : public FSRandomAccessFile
     MultiRead(FSReadRequest *reqs, size_t num_reqs, const IOOptions &opts,
               IODebugContext *dbg) override
     {
-        IOStatus s = file_->MultiRead(reqs, num_reqs, opts, dbg);
+        IOStatus s = target()->MultiRead(reqs, num_reqs, opts, dbg);
         if (!s.ok())
             return s;
         for (size_t i = 0; i < num_reqs; i++) {
@@ -313,46 +294,10 @@ class EncryptedRandomAccessFile final : public FSRandomAccessFile
                     DecryptResult(fk, plain, copy.offset, &copy.result, copy.scratch, *name);
             cb(copy, arg);
         };
-        return file_->ReadAsync(req, opts, decrypting, cb_arg, io_handle, del_fn, dbg);
-    }
-    IOStatus
-    Prefetch(uint64_t offset, size_t n, const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Prefetch(offset, n, opts, dbg);
-    }
-    size_t
-    GetUniqueId(char *id, size_t max_size) const override
-    {
-        return file_->GetUniqueId(id, max_size);
-    }
-    void
-    Hint(AccessPattern pattern) override
-    {
-        file_->Hint(pattern);
-    }
-    bool
-    use_direct_io() const override
-    {
-        return file_->use_direct_io();
-    }
-    size_t
-    GetRequiredBufferAlignment() const override
-    {
-        return file_->GetRequiredBufferAlignment();
-    }
-    IOStatus
-    InvalidateCache(size_t offset, size_t length) override
-    {
-        return file_->InvalidateCache(offset, length);
-    }
-    rocksdb::Temperature
-    GetTemperature() const override
-    {
-        return file_->GetTemperature();
+        return target()->ReadAsync(req, opts, decrypting, cb_arg, io_handle, del_fn, dbg);
     }
 
   private:
-    std::unique_ptr<FSRandomAccessFile> file_;
     FileKeyPtr fk_;
     bool plain_;
     std::string name_;
@@ -377,12 +322,12 @@ ThreadBuffer(size_t n)
 
 // Appends only at or above the high-water mark: a rewrite of bytes already
 // written (same IV, same offset) would reuse keystream, so it fails closed.
-class EncryptedWritableFile final : public FSWritableFile
+class EncryptedWritableFile final : public rocksdb::FSWritableFileOwnerWrapper
 {
   public:
     EncryptedWritableFile(std::unique_ptr<FSWritableFile> f, FileKeyPtr fk, std::string name,
-                          uint64_t size, const FileOptions &opts)
-        : FSWritableFile(opts), file_(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
+                          uint64_t size)
+        : FSWritableFileOwnerWrapper(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
           name_(std::move(name)), size_(size), hwm_(size)
     {
     }
@@ -415,105 +360,10 @@ class EncryptedWritableFile final : public FSWritableFile
     IOStatus
     Truncate(uint64_t size, const IOOptions &opts, IODebugContext *dbg) override
     {
-        IOStatus s = file_->Truncate(size, opts, dbg);
+        IOStatus s = target()->Truncate(size, opts, dbg);
         if (s.ok())
             size_ = size;
         return s;
-    }
-    IOStatus
-    Close(const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Close(opts, dbg);
-    }
-    IOStatus
-    Flush(const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Flush(opts, dbg);
-    }
-    IOStatus
-    Sync(const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Sync(opts, dbg);
-    }
-    IOStatus
-    Fsync(const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Fsync(opts, dbg);
-    }
-    bool
-    IsSyncThreadSafe() const override
-    {
-        return file_->IsSyncThreadSafe();
-    }
-    bool
-    use_direct_io() const override
-    {
-        return file_->use_direct_io();
-    }
-    size_t
-    GetRequiredBufferAlignment() const override
-    {
-        return file_->GetRequiredBufferAlignment();
-    }
-    void
-    SetWriteLifeTimeHint(rocksdb::Env::WriteLifeTimeHint hint) override
-    {
-        file_->SetWriteLifeTimeHint(hint);
-    }
-    void
-    SetIOPriority(rocksdb::Env::IOPriority pri) override
-    {
-        file_->SetIOPriority(pri);
-    }
-    rocksdb::Env::IOPriority
-    GetIOPriority() override
-    {
-        return file_->GetIOPriority();
-    }
-    rocksdb::Env::WriteLifeTimeHint
-    GetWriteLifeTimeHint() override
-    {
-        return file_->GetWriteLifeTimeHint();
-    }
-    uint64_t
-    GetFileSize(const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->GetFileSize(opts, dbg);
-    }
-    void
-    SetPreallocationBlockSize(size_t size) override
-    {
-        file_->SetPreallocationBlockSize(size);
-    }
-    void
-    GetPreallocationStatus(size_t *block_size, size_t *last_allocated_block) override
-    {
-        file_->GetPreallocationStatus(block_size, last_allocated_block);
-    }
-    size_t
-    GetUniqueId(char *id, size_t max_size) const override
-    {
-        return file_->GetUniqueId(id, max_size);
-    }
-    IOStatus
-    InvalidateCache(size_t offset, size_t length) override
-    {
-        return file_->InvalidateCache(offset, length);
-    }
-    IOStatus
-    RangeSync(uint64_t offset, uint64_t nbytes, const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->RangeSync(offset, nbytes, opts, dbg);
-    }
-    void
-    PrepareWrite(size_t offset, size_t len, const IOOptions &opts, IODebugContext *dbg) override
-    {
-        file_->PrepareWrite(offset, len, opts, dbg);
-    }
-    IOStatus
-    Allocate(uint64_t offset, uint64_t len, const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Allocate(offset, len, opts, dbg);
     }
 
   private:
@@ -529,8 +379,8 @@ class EncryptedWritableFile final : public FSWritableFile
                                      std::to_string(hwm_) +
                                      " (the same keystream would encrypt different data)");
         if (plain_) {
-            IOStatus s = positioned ? file_->PositionedAppend(data, offset, opts, dbg)
-                                    : file_->Append(data, opts, dbg);
+            IOStatus s = positioned ? target()->PositionedAppend(data, offset, opts, dbg)
+                                    : target()->Append(data, opts, dbg);
             if (s.ok())
                 Advance(offset, data.size());
             return s;
@@ -541,8 +391,8 @@ class EncryptedWritableFile final : public FSWritableFile
             char *buf = ThreadBuffer(n);
             IOStatus s = Encrypt(fk_.get(), offset + done, data.data() + done, buf, n, name_);
             if (s.ok())
-                s = positioned ? file_->PositionedAppend(Slice(buf, n), offset + done, opts, dbg)
-                               : file_->Append(Slice(buf, n), opts, dbg);
+                s = positioned ? target()->PositionedAppend(Slice(buf, n), offset + done, opts, dbg)
+                               : target()->Append(Slice(buf, n), opts, dbg);
             if (!s.ok())
                 return s;
             done += n;
@@ -558,7 +408,6 @@ class EncryptedWritableFile final : public FSWritableFile
             hwm_ = size_;
     }
 
-    std::unique_ptr<FSWritableFile> file_;
     FileKeyPtr fk_;
     bool plain_;
     std::string name_;
@@ -567,11 +416,11 @@ class EncryptedWritableFile final : public FSWritableFile
 };
 
 // Only for new, empty files: writes below the high-water mark fail closed.
-class EncryptedRandomRWFile final : public FSRandomRWFile
+class EncryptedRandomRWFile final : public rocksdb::FSRandomRWFileOwnerWrapper
 {
   public:
     EncryptedRandomRWFile(std::unique_ptr<FSRandomRWFile> f, FileKeyPtr fk, std::string name)
-        : file_(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
+        : FSRandomRWFileOwnerWrapper(std::move(f)), fk_(std::move(fk)), plain_(IsPlain(fk_.get())),
           name_(std::move(name))
     {
     }
@@ -591,7 +440,7 @@ class EncryptedRandomRWFile final : public FSRandomRWFile
                 return s;
             out = Slice(buf.data(), buf.size());
         }
-        IOStatus s = file_->Write(offset, out, opts, dbg);
+        IOStatus s = target()->Write(offset, out, opts, dbg);
         if (s.ok())
             hwm_ = offset + data.size();
         return s;
@@ -600,44 +449,13 @@ class EncryptedRandomRWFile final : public FSRandomRWFile
     Read(uint64_t offset, size_t n, const IOOptions &opts, Slice *result, char *scratch,
          IODebugContext *dbg) const override
     {
-        IOStatus s = file_->Read(offset, n, opts, result, scratch, dbg);
+        IOStatus s = target()->Read(offset, n, opts, result, scratch, dbg);
         if (!s.ok())
             return s;
         return DecryptResult(fk_.get(), plain_, offset, result, scratch, name_);
     }
-    IOStatus
-    Flush(const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Flush(opts, dbg);
-    }
-    IOStatus
-    Sync(const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Sync(opts, dbg);
-    }
-    IOStatus
-    Fsync(const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Fsync(opts, dbg);
-    }
-    IOStatus
-    Close(const IOOptions &opts, IODebugContext *dbg) override
-    {
-        return file_->Close(opts, dbg);
-    }
-    bool
-    use_direct_io() const override
-    {
-        return file_->use_direct_io();
-    }
-    size_t
-    GetRequiredBufferAlignment() const override
-    {
-        return file_->GetRequiredBufferAlignment();
-    }
 
   private:
-    std::unique_ptr<FSRandomRWFile> file_;
     FileKeyPtr fk_;
     bool plain_;
     std::string name_;
@@ -828,7 +646,7 @@ EncryptedFileSystem::OpenWritable(const std::string &fname, const FileOptions &o
                : target()->NewWritableFile(fname, opts, &inner, dbg);
     if (!s.ok())
         return s;
-    result->reset(new EncryptedWritableFile(std::move(inner), std::move(key), fname, size, opts));
+    result->reset(new EncryptedWritableFile(std::move(inner), std::move(key), fname, size));
     return IOStatus::OK();
 }
 
