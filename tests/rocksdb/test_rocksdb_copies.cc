@@ -26,34 +26,15 @@ extern "C" {
 #include <rocksdb/utilities/backup_engine.h>
 
 #include "encrypted_fs.h"
+#include "rocksdb_test_util.h"
 #include "tde/rocksdb.hpp"
+
+using namespace tde_test;
 
 namespace
 {
 
-const char kValueMarker[] = "PLAINTEXT-SECRET-VALUE";
-const char kKeyMarker[] = "user-key-";
-const char kMasterHex[] = "00112233445566778899aabbccddeeff0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const char *tde_ctl; // argv[1]: tde-ctl, for an independent check of a copy
-
-#define ASSERT_OK(expr)                                                                            \
-    do {                                                                                           \
-        rocksdb::Status s_ = (expr);                                                               \
-        if (!s_.ok())                                                                              \
-            print_error("%s -> %s\n", #expr, s_.ToString().c_str());                               \
-        assert_true(s_.ok());                                                                      \
-    } while (0)
-
-std::string
-TmpDir(const char *tag)
-{
-    const char *base = getenv("TMPDIR");
-    std::string t = std::string(base ? base : "/tmp") + "/tde-copies-" + tag + "-XXXXXX";
-    std::vector<char> buf(t.begin(), t.end());
-    buf.push_back('\0');
-    assert_non_null(mkdtemp(buf.data()));
-    return buf.data();
-}
 
 void
 Sh(const std::string &cmd)
@@ -87,72 +68,6 @@ struct Fixture {
     }
 };
 
-std::string
-Value(int i)
-{
-    std::string v = std::string(kValueMarker) + "-" + std::to_string(i) + "-";
-    while (v.size() < 200)
-        v += "x";
-    return v;
-}
-
-std::string
-Key(int i)
-{
-    char buf[32];
-    snprintf(buf, sizeof(buf), "%s%08d", kKeyMarker, i);
-    return buf;
-}
-
-void
-ListFiles(const std::string &dir, std::vector<std::string> *out)
-{
-    DIR *d = opendir(dir.c_str());
-    if (d == nullptr)
-        return;
-    while (struct dirent *e = readdir(d)) {
-        std::string n = e->d_name;
-        if (n == "." || n == "..")
-            continue;
-        std::string p = dir + "/" + n;
-        struct stat st;
-        if (lstat(p.c_str(), &st) != 0)
-            continue;
-        if (S_ISDIR(st.st_mode))
-            ListFiles(p, out);
-        else if (S_ISREG(st.st_mode))
-            out->push_back(p);
-    }
-    closedir(d);
-}
-
-// Files under @p dir holding a value marker, a user key or the master key's bytes.
-int
-PlaintextHits(const std::string &dir)
-{
-    uint8_t raw[32];
-    for (int i = 0; i < 32; i++)
-        raw[i] = (uint8_t)strtol(std::string(kMasterHex + 2 * i, 2).c_str(), nullptr, 16);
-    std::vector<std::string> needles = {kValueMarker, kKeyMarker,
-                                        std::string((const char *)raw, 16)};
-    std::vector<std::string> files;
-    ListFiles(dir, &files);
-    assert_true(files.size() > 3);
-    int hits = 0;
-    for (const std::string &f : files) {
-        std::ifstream in(f, std::ios::binary);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        for (const std::string &n : needles)
-            if (ss.str().find(n) != std::string::npos) {
-                print_message("plaintext '%s' in %s\n", n.substr(0, 12).c_str(), f.c_str());
-                hits++;
-                break;
-            }
-    }
-    return hits;
-}
-
 rocksdb::Options
 BaseOptions(rocksdb::Env *env)
 {
@@ -166,12 +81,14 @@ BaseOptions(rocksdb::Env *env)
     return o;
 }
 
-std::unique_ptr<rocksdb::Env>
-MakeEnv(const std::string &uri)
+// The plaintext scan of a copy, which must hold more than a few files.
+int
+CopyPlaintextHits(const std::string &dir)
 {
-    std::unique_ptr<rocksdb::Env> env;
-    ASSERT_OK(tde::NewEncryptedEnv(uri, &env));
-    return env;
+    int files = 0;
+    int hits = PlaintextHits(dir, &files);
+    assert_true(files > 3);
+    return hits;
 }
 
 tde_keymgr *
@@ -334,7 +251,7 @@ test_checkpoint_carries_its_keys(void **)
         for (const std::string &name : Names(v.km))
             assert_null(strstr(name.c_str(), "tde-keymgr"));
     }
-    assert_int_equal(PlaintextHits(fx.there), 0);
+    assert_int_equal(CopyPlaintextHits(fx.there), 0);
     // Reopen (RocksDB ignores the subdirectory), then DestroyDB leaves it in place.
     ASSERT_OK(rocksdb::DB::Open(o, moved, &db));
     CheckAll(db, n + 100);
@@ -382,7 +299,7 @@ test_backup_with_own_key_manager_restores_elsewhere(void **)
             assert_null(strstr(name.c_str(), "/backup/"));
         assert_true(Names(KeyManagerOf(benv.get())).size() > 5);
     }
-    assert_int_equal(PlaintextHits(backup), 0);
+    assert_int_equal(CopyPlaintextHits(backup), 0);
     std::string there_backup = fx.there + "/backup", there_db = fx.there + "/db";
     Sh("rm -rf '" + fx.db + "' '" + fx.kmdir + "' && mv '" + backup + "' '" + there_backup + "'");
     mkdir(there_db.c_str(), 0700);
@@ -403,7 +320,7 @@ test_backup_with_own_key_manager_restores_elsewhere(void **)
     CheckAll(db, n);
     delete db;
     assert_true(Exists(there_db + "/tde-keymgr/key.dict"));
-    assert_int_equal(PlaintextHits(fx.there), 0);
+    assert_int_equal(CopyPlaintextHits(fx.there), 0);
 }
 
 // The C API: rocksdb_checkpoint_create() then tde_rocksdb_copy_key_metadata(); a second copy
@@ -461,7 +378,7 @@ test_c_api_copy_key_metadata(void **)
     ASSERT_OK(rocksdb::DB::Open(o, moved, &d));
     CheckAll(d, 500);
     delete d;
-    assert_int_equal(PlaintextHits(moved), 0);
+    assert_int_equal(CopyPlaintextHits(moved), 0);
 }
 
 } // namespace

@@ -28,12 +28,14 @@ extern "C" {
 extern "C" {
 #include "common/fileio.h" // failpoints (libtde's internal test hooks)
 }
+#include "rocksdb_test_util.h"
 #include "tde/rocksdb.hpp"
+
+using namespace tde_test;
 
 namespace
 {
 
-const char kMasterHex[] = "00112233445566778899aabbccddeeff0f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const char *self_exe;
 
 // How a file is before the rename. kPlainEntry: written while the method was plaintext (an
@@ -237,22 +239,10 @@ RunScenario(const std::string &base, Kind sk, Kind dk, bool enforce)
 std::string
 MakeBase()
 {
-    const char *tmp = getenv("TMPDIR");
-    std::string t = std::string(tmp ? tmp : "/tmp") + "/tde-rocksdb-rename-XXXXXX";
-    std::vector<char> buf(t.begin(), t.end());
-    buf.push_back('\0');
-    assert_non_null(mkdtemp(buf.data()));
-    std::string base = buf.data();
+    std::string base = TmpDir("rename");
     std::ofstream(base + "/master.key") << kMasterHex << "\n";
     chmod((base + "/master.key").c_str(), 0600);
     return base;
-}
-
-void
-RmTree(const std::string &dir)
-{
-    std::string cmd = "rm -rf '" + dir + "'";
-    assert_int_equal(system(cmd.c_str()), 0);
 }
 
 void
