@@ -314,9 +314,12 @@ normalize(const char *in, char *out, size_t cap)
     return TDE_OK;
 }
 
-/* The root under which @p abs lies (longest match) and the offset of its relative part. */
+/*
+ * The root under which @p abs lies (longest match) and the offset of its relative part. A file
+ * lies strictly below its root; with @p dir, @p abs may also be the root itself (relative "").
+ */
 static const km_root *
-match_root(const tde_keymgr *km, const char *abs, bool real, size_t *rel)
+match_root(const tde_keymgr *km, const char *abs, bool real, bool dir, size_t *rel)
 {
     const km_root *best = NULL;
     size_t best_len = 0;
@@ -327,13 +330,14 @@ match_root(const tde_keymgr *km, const char *abs, bool real, size_t *rel)
         if (rp == NULL)
             continue;
         len = strlen(rp);
-        if (strncmp(abs, rp, len) == 0 && abs[len] == '/' && abs[len + 1] != '\0' &&
+        if (strncmp(abs, rp, len) == 0 &&
+            (abs[len] == '/' ? dir || abs[len + 1] != '\0' : dir && abs[len] == '\0') &&
             (best == NULL || len > best_len)) {
             best = &km->roots[i];
             best_len = len;
         }
     }
-    *rel = best_len + 1;
+    *rel = best == NULL || abs[best_len] == '/' ? best_len + 1 : best_len;
     return best;
 }
 
@@ -347,7 +351,7 @@ tde_keymgr_stored_name(tde_keymgr *km, const char *path, char *buf, size_t cap)
     if (path == NULL || path[0] == '\0')
         return tde_error_set(TDE_ERR_INVALID_ARG, "key manager: empty file name");
     TDE_RET(normalize(path, abs, sizeof(abs)));
-    r = match_root(km, abs, false, &rel);
+    r = match_root(km, abs, false, false, &rel);
     if (r == NULL) {
         /* The caller may name the file through a symlink to a root (or the reverse). */
         char dir[PATH_MAX], real[PATH_MAX];
@@ -356,7 +360,7 @@ tde_keymgr_stored_name(tde_keymgr *km, const char *path, char *buf, size_t cap)
         if (realpath(dir[0] ? dir : "/", real) != NULL &&
             strlen(real) + strlen(slash) < sizeof(real)) {
             strcat(real, slash);
-            r = match_root(km, real, true, &rel);
+            r = match_root(km, real, true, false, &rel);
             if (r != NULL)
                 memcpy(abs, real, strlen(real) + 1);
         }
@@ -1638,31 +1642,6 @@ tde_keymgr_list_plaintext_files(tde_keymgr *km, int (*fn)(void *arg, const char 
 
 /* ---- self-contained copies (checkpoints, backups) --------------------------------------- */
 
-/* The root holding directory @p abs (longest match, the root itself included) and the part of
- * @p abs below it ("" for the root itself). */
-static const km_root *
-match_dir(const tde_keymgr *km, const char *abs, bool real, const char **rest)
-{
-    const km_root *best = NULL;
-    size_t best_len = 0;
-
-    for (size_t i = 0; i < km->n_roots; i++) {
-        const char *rp = real ? km->roots[i].real : km->roots[i].path;
-        size_t len;
-        if (rp == NULL)
-            continue;
-        len = strlen(rp);
-        if (strncmp(abs, rp, len) == 0 && (abs[len] == '\0' || abs[len] == '/') &&
-            (best == NULL || len > best_len)) {
-            best = &km->roots[i];
-            best_len = len;
-        }
-    }
-    if (best != NULL)
-        *rest = abs + best_len + (abs[best_len] == '/');
-    return best;
-}
-
 /* The stored-name prefix ("<root>/" or "<root>/<relative>/") of the files below @p dir. */
 static tde_status
 dir_prefix(tde_keymgr *km, const char *dir, char *out, size_t cap)
@@ -1670,11 +1649,18 @@ dir_prefix(tde_keymgr *km, const char *dir, char *out, size_t cap)
     char abs[PATH_MAX], real[PATH_MAX];
     const char *rest = "";
     const km_root *r;
+    size_t rel = 0;
 
     TDE_RET(normalize(dir, abs, sizeof(abs)));
-    r = match_dir(km, abs, false, &rest);
-    if (r == NULL && realpath(abs[0] ? abs : "/", real) != NULL)
-        r = match_dir(km, strcmp(real, "/") == 0 ? "" : real, true, &rest);
+    r = match_root(km, abs, false, true, &rel);
+    if (r != NULL) {
+        rest = abs + rel;
+    } else if (realpath(abs[0] ? abs : "/", real) != NULL) {
+        const char *in = strcmp(real, "/") == 0 ? "" : real;
+        r = match_root(km, in, true, true, &rel);
+        if (r != NULL)
+            rest = in + rel;
+    }
     if (r == NULL)
         return tde_error_set(TDE_ERR_INVALID_ARG,
                              "key manager %s: %s is under none of the %zu configured roots "
