@@ -102,7 +102,7 @@ main(int argc, char **argv)
     cfg.method = "aes256-ctr";
     rocksdb_env_t *env = NULL;
     if (tde_rocksdb_env_new(&env, &cfg) != TDE_OK)
-        return fail("tde_rocksdb_env_new", tde_rocksdb_last_error());
+        return fail("tde_rocksdb_env_new", tde_last_error());
 
     rocksdb_options_t *opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(opts, 1);

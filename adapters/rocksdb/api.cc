@@ -17,8 +17,6 @@ namespace tde
 namespace
 {
 
-thread_local std::string c_last_error;
-
 // A parsed "libtde:" URI owns the strings a tde_rocksdb_config points at.
 struct ParsedUri {
     std::string dir, master, previous, method;
@@ -388,15 +386,15 @@ CopyKeys(rocksdb::FileSystem *fs, const std::string &data_dir, const std::string
          const std::string &root_name, const std::string &dest_master_key_uri, uint64_t *n)
 {
     EncryptedFileSystem *efs = FindEncrypted(fs);
-    if (efs == nullptr) {
-        c_last_error = "libtde: the Env's file system does not encrypt (no key manager to copy)";
-        return TDE_ERR_INVALID_ARG;
-    }
+    if (efs == nullptr)
+        return tde_set_last_error(
+            TDE_ERR_INVALID_ARG,
+            "libtde: the Env's file system does not encrypt (no key manager to copy)");
     tde_status st = tde_keymgr_copy_subset(
         efs->key_manager()->km, data_dir.c_str(), dest_dir.c_str(), root_name.c_str(),
         dest_master_key_uri.empty() ? nullptr : dest_master_key_uri.c_str(), n);
-    c_last_error = st == TDE_OK ? "" : StatusFromTde(st, "libtde").ToString();
-    return st;
+    return tde_set_last_error(st,
+                              st == TDE_OK ? "" : StatusFromTde(st, "libtde").ToString().c_str());
 }
 
 rocksdb::Status
@@ -404,8 +402,8 @@ CopyStatus(tde_status st)
 {
     switch (st) {
     case TDE_OK: return rocksdb::Status::OK();
-    case TDE_ERR_INVALID_ARG: return rocksdb::Status::InvalidArgument(c_last_error);
-    default: return rocksdb::Status::IOError(c_last_error);
+    case TDE_ERR_INVALID_ARG: return rocksdb::Status::InvalidArgument(tde_last_error());
+    default: return rocksdb::Status::IOError(tde_last_error());
     }
 }
 } // namespace
@@ -470,8 +468,7 @@ namespace
 tde_status
 CError(tde_status st, const rocksdb::Status &s)
 {
-    tde::c_last_error = s.ToString();
-    return st;
+    return tde_set_last_error(st, s.ToString().c_str());
 }
 } // namespace
 
@@ -511,7 +508,7 @@ tde_rocksdb_env_new_from_uri(rocksdb_env_t **out, const char *uri)
 extern "C" TDE_API const char *
 tde_rocksdb_last_error(void)
 {
-    return tde::c_last_error.c_str();
+    return tde_last_error();
 }
 
 extern "C" TDE_API const char *
@@ -569,8 +566,7 @@ namespace
 tde_status
 MaintError(tde_status st, const std::string &msg)
 {
-    tde::c_last_error = msg;
-    return st;
+    return tde_set_last_error(st, msg.c_str());
 }
 
 std::string

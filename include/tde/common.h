@@ -56,6 +56,13 @@ TDE_API const char *tde_status_str(tde_status st);
  */
 TDE_API const char *tde_last_error(void);
 
+/**
+ * For libtde's adapters and host integrations: records @p msg (copied, truncated
+ * to 1023 bytes; NULL: empty) as the calling thread's last error, the one
+ * tde_last_error() returns, and returns @p st. @p msg may be tde_last_error().
+ */
+TDE_API tde_status tde_set_last_error(tde_status st, const char *msg);
+
 /** Log levels passed to the host's callback. */
 typedef enum tde_log_level {
     TDE_LOG_ERROR = 0,

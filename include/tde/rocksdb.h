@@ -14,6 +14,9 @@
  *    default ObjectLibrary, so that @c rocksdb_get_options_from_string() with
  *    "env=libtde:<keymgr dir>,master:<uri>,method:<name>" (and the stock tools'
  *    --env_uri / --fs_uri) create the same Env.
+ *
+ * The C functions return a tde_status; on failure tde_last_error() names the
+ * URI item, file, key id or provider, as everywhere in libtde.
  */
 #ifndef TDE_ROCKSDB_H
 #define TDE_ROCKSDB_H
@@ -71,9 +74,10 @@ TDE_API TDE_MUST_USE tde_status tde_rocksdb_env_new(rocksdb_env_t **out,
 TDE_API TDE_MUST_USE tde_status tde_rocksdb_env_new_from_uri(rocksdb_env_t **out, const char *uri);
 
 /**
- * The message of the calling thread's last failed tde_rocksdb_* call: libtde's
- * own message when the key manager failed, else the adapter's (a bad URI, an
- * unsupported RocksDB version). Borrowed until the thread's next call.
+ * The same as tde_last_error(), kept for callers written against older
+ * versions: the tde_rocksdb_* functions record their messages (libtde's own
+ * when the key manager failed, else the adapter's: a bad URI, an unsupported
+ * RocksDB version) where tde_last_error() reads them.
  */
 TDE_API const char *tde_rocksdb_last_error(void);
 
@@ -94,7 +98,7 @@ TDE_API const char *tde_rocksdb_register(void);
  * data keys they use, sealed under the same master key; see
  * tde_keymgr_copy_subset(). Use it after rocksdb_checkpoint_create() with
  * dest_dir "<checkpoint>/tde-keymgr". @p env must come from
- * tde_rocksdb_env_new(). The message is tde_rocksdb_last_error().
+ * tde_rocksdb_env_new(). The message is tde_last_error().
  */
 TDE_API TDE_MUST_USE tde_status tde_rocksdb_copy_key_metadata(rocksdb_env_t *env,
                                                               const char *data_dir,
@@ -128,7 +132,7 @@ typedef struct tde_rocksdb_maint_options {
  * (typically old info LOGs; files of other databases or backups sharing the
  * key manager). TDE_ERR_LOCKED, naming the holder's pid, while a process has
  * the database (its LOCK file) or the key manager open; TDE_ERR_NOT_FOUND when
- * the key is not in the key dictionary. Message: tde_rocksdb_last_error().
+ * the key is not in the key dictionary. Message: tde_last_error().
  */
 TDE_API TDE_MUST_USE tde_status tde_rocksdb_retire_key(const tde_rocksdb_maint_options *o,
                                                        uint64_t key_id);

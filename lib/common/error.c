@@ -4,7 +4,8 @@
 
 #include "common/error.h"
 
-#define MESSAGE_MAX 512
+/* Room for an adapter's message wrapping one of libtde's (two paths and a reason). */
+#define MESSAGE_MAX 1024
 
 static _Thread_local char last_message[MESSAGE_MAX];
 
@@ -50,6 +51,16 @@ tde_error_set(tde_status st, const char *fmt, ...)
     vsnprintf(last_message, sizeof(last_message), fmt, ap);
     va_end(ap);
     return st;
+}
+
+tde_status
+tde_set_last_error(tde_status st, const char *msg)
+{
+    char copy[MESSAGE_MAX];
+
+    /* msg may point into last_message: copy it before writing there. */
+    snprintf(copy, sizeof(copy), "%s", msg != NULL ? msg : "");
+    return tde_error_set(st, "%s", copy);
 }
 
 void

@@ -137,8 +137,8 @@ test_cloudkms_rocksdb_rotation_file_aws_tencent_and_outages(void **state)
     kms_server_stop(&tc);
     /* The adapter reports key-manager failures as TDE_ERR_IO with libtde's message. */
     assert_int_not_equal(session(tc_uri, NULL, rows, 0, rows), TDE_OK);
-    assert_non_null(strstr(tde_rocksdb_last_error(), "tencent-kms Decrypt"));
-    assert_non_null(strstr(tde_rocksdb_last_error(), "cannot reach"));
+    assert_non_null(strstr(tde_last_error(), "tencent-kms Decrypt"));
+    assert_non_null(strstr(tde_last_error(), "cannot reach"));
     char *after = snapshot();
     assert_string_equal(before, after);
     free(after);
@@ -149,7 +149,7 @@ test_cloudkms_rocksdb_rotation_file_aws_tencent_and_outages(void **state)
     /* 5. A KMS that answers with another key: refused as AUTH, nothing touched. */
     kms_server_fault(&tc, "{\"mode\": \"otherkey\", \"count\": -1}");
     assert_int_not_equal(session(tc_uri, NULL, rows, 0, rows), TDE_OK);
-    assert_non_null(strstr(tde_rocksdb_last_error(), "answered with key"));
+    assert_non_null(strstr(tde_last_error(), "answered with key"));
     after = snapshot();
     assert_string_equal(before, after);
     free(after);

@@ -88,7 +88,7 @@ env_on(const char *kmdir, const char *master, const char *previous)
     cfg.method = "aes256-ctr";
     st = tde_rocksdb_env_new(&env, &cfg);
     if (st != TDE_OK)
-        print_error("tde_rocksdb_env_new: %s\n", tde_rocksdb_last_error());
+        print_error("tde_rocksdb_env_new: %s\n", tde_last_error());
     assert_int_equal(st, TDE_OK);
     return env;
 }

@@ -359,12 +359,12 @@ test_c_api_copy_key_metadata(void **)
     assert_int_equal(tde_rocksdb_copy_key_metadata(env, ckpt.c_str(), dest.c_str(), "db"), TDE_OK);
     assert_int_equal(tde_rocksdb_copy_key_metadata(env, ckpt.c_str(), dest.c_str(), "db"),
                      TDE_ERR_EXISTS);
-    assert_non_null(strstr(tde_rocksdb_last_error(), dest.c_str()));
+    assert_non_null(strstr(tde_last_error(), dest.c_str()));
     rocksdb_env_t *plain = rocksdb_create_default_env();
     assert_int_equal(
         tde_rocksdb_copy_key_metadata(plain, ckpt.c_str(), (fx.root + "/other").c_str(), "db"),
         TDE_ERR_INVALID_ARG);
-    assert_non_null(strstr(tde_rocksdb_last_error(), "does not encrypt"));
+    assert_non_null(strstr(tde_last_error(), "does not encrypt"));
     rocksdb_env_destroy(plain);
     rocksdb_writeoptions_destroy(wo);
     rocksdb_close(db);

@@ -43,7 +43,7 @@ main(int argc, char **argv)
                                   .master_key_uri = argv[3],
                                   .enforce = atoi(argv[4])};
         if (tde_rocksdb_env_new(&env, &cfg) != TDE_OK)
-            return die("env", tde_rocksdb_last_error());
+            return die("env", tde_last_error());
         rocksdb_options_set_env(opts, env);
     }
     db = rocksdb_open(opts, argv[1], &err);

@@ -20,7 +20,6 @@ const int have_rocksdb = 1;
 
 typedef tde_status (*retire_fn)(const tde_rocksdb_maint_options *, uint64_t);
 typedef tde_status (*rewrite_fn)(const tde_rocksdb_maint_options *, bool, uint64_t *);
-typedef const char *(*error_fn)(void);
 
 /* The installed layout first (<prefix>/bin/tde-ctl beside <prefix>/<libdir>): the RUNPATH
  * says the same, but a sanitizer's dlopen interceptor hides it. Then the usual search. */
@@ -83,7 +82,6 @@ run_maintenance(const maint_args *a)
     void *lib = load_adapter();
     retire_fn retire;
     rewrite_fn rewrite;
-    error_fn last_error;
     tde_status st;
 
     if (lib == NULL) {
@@ -92,8 +90,7 @@ run_maintenance(const maint_args *a)
     }
     *(void **)&retire = dlsym(lib, "tde_rocksdb_retire_key");
     *(void **)&rewrite = dlsym(lib, "tde_rocksdb_rewrite");
-    *(void **)&last_error = dlsym(lib, "tde_rocksdb_last_error");
-    if (retire == NULL || rewrite == NULL || last_error == NULL) {
+    if (retire == NULL || rewrite == NULL) {
         say("%s: %s lacks the maintenance functions (an older libtde-rocksdb?)", cmd,
             TDE_CTL_ROCKSDB_LIB);
         return EXIT_NO_ROCKSDB;
@@ -105,7 +102,7 @@ run_maintenance(const maint_args *a)
     fflush(stdout);
     st = a->retire ? retire(&o, a->key_id) : rewrite(&o, a->rotate, &current);
     if (st != TDE_OK) {
-        say("%s: %s (%s)", cmd, last_error(), tde_status_str(st));
+        say("%s: %s (%s)", cmd, tde_last_error(), tde_status_str(st));
         if (st == TDE_ERR_LOCKED) {
             say("%s: stop the database, then run this again", cmd);
             return EXIT_LOCKED;
