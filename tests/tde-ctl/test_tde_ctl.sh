@@ -2,21 +2,7 @@
 # Runs the built tde-ctl through its commands, options, errors and exit codes.
 set -eu
 T=$1
-D=$(mktemp -d "${TMPDIR:-/tmp}/tde-ctl-test.XXXXXX")
-trap 'rm -rf "$D"' EXIT
-fails=0
-checks=0
-
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect RC CMD...: runs CMD, stdout to $D/out, stderr to $D/err, checks the exit code.
-expect() {
-    want=$1; shift
-    checks=$((checks + 1))
-    set +e; "$@" >"$D/out" 2>"$D/err"; rc=$?; set -e
-    [ "$rc" -eq "$want" ] || { fail "exit $rc, want $want: $*"; sed 's/^/  stderr: /' "$D/err"; }
-}
-# grep_in FILE PATTERN
-has() { checks=$((checks + 1)); grep -q -- "$2" "$1" || { fail "$1 lacks '$2'"; sed 's/^/  /' "$1"; }; }
+. "$(dirname "$0")/lib.sh"
 
 # --- help ---
 expect 0 "$T" --help
@@ -121,5 +107,4 @@ for k in a b; do
     for f in "$D/err" "$D/out"; do grep -q "$hex" "$f" && fail "key $k in $f"; done
 done
 
-echo "$checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+finish

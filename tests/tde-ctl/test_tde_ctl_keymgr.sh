@@ -5,25 +5,7 @@
 set -eu
 T=$1
 H=$2
-D=$(mktemp -d "${TMPDIR:-/tmp}/tde-ctl-km.XXXXXX")
-HOLDER=
-cleanup() {
-    [ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null
-    rm -rf "$D"
-}
-trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
-fails=0
-checks=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect() {
-    want=$1; shift
-    checks=$((checks + 1))
-    set +e; "$@" >"$D/out" 2>"$D/err"; rc=$?; set -e
-    [ "$rc" -eq "$want" ] || { fail "exit $rc, want $want: $*"; sed 's/^/  stdout: /' "$D/out"; sed 's/^/  stderr: /' "$D/err"; }
-}
-has() { checks=$((checks + 1)); grep -q -- "$2" "$1" || { fail "$1 lacks '$2'"; sed 's/^/  /' "$1"; }; }
-hasnt() { checks=$((checks + 1)); ! grep -q -- "$2" "$1" || { fail "$1 has '$2'"; sed 's/^/  /' "$1"; }; }
+. "$(dirname "$0")/lib.sh"
 
 mkdir "$D/db"
 "$T" gen-master-key "$D/a.key" 2>/dev/null
@@ -239,5 +221,4 @@ else
     fail "ldb (rocksdb-tools) is missing"
 fi
 
-echo "$checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+finish

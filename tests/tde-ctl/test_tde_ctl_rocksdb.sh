@@ -6,25 +6,7 @@ set -eu
 T=$1
 H=$2
 KH=$3 # km_helper: holds a key manager without any database
-D=$(mktemp -d "${TMPDIR:-/tmp}/tde-ctl-rdb.XXXXXX")
-HOLDER=
-cleanup() {
-    [ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null
-    rm -rf "$D"
-}
-trap cleanup EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
-fails=0
-checks=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect() {
-    want=$1; shift
-    checks=$((checks + 1))
-    set +e; "$@" >"$D/out" 2>"$D/err"; rc=$?; set -e
-    [ "$rc" -eq "$want" ] || { fail "exit $rc, want $want: $*"; sed 's/^/  stdout: /' "$D/out"; sed 's/^/  stderr: /' "$D/err"; }
-}
-has() { checks=$((checks + 1)); grep -q -- "$2" "$1" || { fail "$1 lacks '$2'"; sed 's/^/  /' "$1"; }; }
-hasnt() { checks=$((checks + 1)); ! grep -q -- "$2" "$1" || { fail "$1 has '$2'"; sed 's/^/  /' "$1"; }; }
+. "$(dirname "$0")/lib.sh"
 current() { "$T" status "$1" -k "$A" 2>/dev/null | awk '/^current key:/ {print $3}'; }
 # the .sst and .blob entries using key $2 in key manager $1
 tables_using() {
@@ -145,5 +127,4 @@ checks=$((checks + 1))
 [ "$(tables_using "$PK" "$OLD")" -eq 0 ] || fail "tables still use $OLD after rewrite --rotate"
 "$H" "$P" "$PK" "$A" 0 check p 300 check q 100 || fail "records lost after rewrite --rotate"
 
-echo "$checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+finish

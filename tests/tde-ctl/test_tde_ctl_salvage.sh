@@ -5,20 +5,7 @@
 set -eu
 T=$1
 H=$2
-D=$(mktemp -d "${TMPDIR:-/tmp}/tde-ctl-salvage.XXXXXX")
-trap 'rm -rf "$D"' EXIT
-[ -n "${KEEP:-}" ] && trap - EXIT
-fails=0
-checks=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect() {
-    want=$1; shift
-    checks=$((checks + 1))
-    set +e; "$@" >"$D/out" 2>"$D/err"; rc=$?; set -e
-    [ "$rc" -eq "$want" ] || { fail "exit $rc, want $want: $*"; sed 's/^/  stdout: /' "$D/out"; sed 's/^/  stderr: /' "$D/err"; }
-}
-has() { checks=$((checks + 1)); grep -q -- "$2" "$1" || { fail "$1 lacks '$2'"; sed 's/^/  /' "$1"; }; }
-hasnt() { checks=$((checks + 1)); ! grep -q -- "$2" "$1" || { fail "$1 has '$2'"; sed 's/^/  /' "$1"; }; }
+. "$(dirname "$0")/lib.sh"
 snap() { (cd "$1" && find . -type f | sort | xargs sha256sum && ls -ln | awk '{print $1, $5, $9}'); }
 
 mkdir "$D/db"
@@ -231,5 +218,4 @@ has "$D/err" "db/2.sst uses data key [0-9a-f]*, which is not in key.dict"
 expect 1 "$T" verify "$D/lostkey.out" -k "$A" $R --data-dir "$D/db"
 has "$D/out" "MISSING KEY   db/2.sst"
 
-echo "$checks checks, $fails failures"
-[ "$fails" -eq 0 ]
+finish
