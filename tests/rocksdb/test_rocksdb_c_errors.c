@@ -12,6 +12,7 @@
 typedef struct {
     char *dir;
     char keymgr[4096], key[4096], other_key[4096], key_uri[4200], other_key_uri[4200];
+    tde_rocksdb_config cfg; /* keymgr under key */
 } fixture;
 
 static int
@@ -27,6 +28,9 @@ setup(void **state)
     snprintf(f->other_key_uri, sizeof(f->other_key_uri), "file://%s", f->other_key);
     assert_tde_ok(tde_keyfile_create(f->key));
     assert_tde_ok(tde_keyfile_create(f->other_key));
+    f->cfg = (tde_rocksdb_config){.version = TDE_ROCKSDB_CONFIG_VERSION,
+                                  .keymgr_dir = f->keymgr,
+                                  .master_key_uri = f->key_uri};
     *state = f;
     return 0;
 }
@@ -52,36 +56,39 @@ assert_message(const char *needle)
     assert_string_equal(tde_rocksdb_last_error(), msg);
 }
 
+/* An Env from @p cfg (NULL: from @p uri) fails with @p want, naming @p needle, and is not made. */
+static void
+assert_env_fails(const tde_rocksdb_config *cfg, const char *uri, tde_status want,
+                 const char *needle)
+{
+    rocksdb_env_t *env = NULL;
+    tde_status st =
+        cfg != NULL ? tde_rocksdb_env_new(&env, cfg) : tde_rocksdb_env_new_from_uri(&env, uri);
+    assert_int_equal(st, want);
+    assert_message(needle);
+    assert_null(env);
+}
+
 static void
 test_malformed_uri(void **state)
 {
     (void)state;
-    rocksdb_env_t *env = NULL;
-    assert_int_equal(tde_rocksdb_env_new_from_uri(&env, "libtde:/tmp/km,master:file:///k,bogus:1"),
-                     TDE_ERR_INVALID_ARG);
-    assert_message("unknown URI item 'bogus:1'");
-    assert_int_equal(tde_rocksdb_env_new_from_uri(&env, "notlibtde:/tmp/km"), TDE_ERR_INVALID_ARG);
-    assert_message("notlibtde:/tmp/km");
-    assert_int_equal(tde_rocksdb_env_new_from_uri(&env, "libtde:/tmp/km"), TDE_ERR_INVALID_ARG);
-    assert_message("needs a key-manager directory and master:");
-    assert_null(env);
+    assert_env_fails(NULL, "libtde:/tmp/km,master:file:///k,bogus:1", TDE_ERR_INVALID_ARG,
+                     "unknown URI item 'bogus:1'");
+    assert_env_fails(NULL, "notlibtde:/tmp/km", TDE_ERR_INVALID_ARG, "notlibtde:/tmp/km");
+    assert_env_fails(NULL, "libtde:/tmp/km", TDE_ERR_INVALID_ARG,
+                     "needs a key-manager directory and master:");
 }
 
 static void
 test_unknown_method(void **state)
 {
     fixture *f = *state;
-    tde_rocksdb_config cfg = {.version = TDE_ROCKSDB_CONFIG_VERSION,
-                              .keymgr_dir = f->keymgr,
-                              .master_key_uri = f->key_uri,
-                              .method = "rot13-ctr"};
-    rocksdb_env_t *env = NULL;
-    assert_int_equal(tde_rocksdb_env_new(&env, &cfg), TDE_ERR_INVALID_ARG);
-    assert_message("rot13-ctr");
+    tde_rocksdb_config cfg = f->cfg;
+    cfg.method = "rot13-ctr";
+    assert_env_fails(&cfg, NULL, TDE_ERR_INVALID_ARG, "rot13-ctr");
     cfg.version = TDE_ROCKSDB_CONFIG_VERSION + 1;
-    assert_int_equal(tde_rocksdb_env_new(&env, &cfg), TDE_ERR_INVALID_ARG);
-    assert_message("tde_rocksdb_config.version");
-    assert_null(env);
+    assert_env_fails(&cfg, NULL, TDE_ERR_INVALID_ARG, "tde_rocksdb_config.version");
 }
 
 static void
@@ -90,28 +97,20 @@ test_missing_master_key(void **state)
     fixture *f = *state;
     char uri[4300];
     snprintf(uri, sizeof(uri), "libtde:%s,master:file://%s/absent.key", f->keymgr, f->dir);
-    rocksdb_env_t *env = NULL;
-    assert_int_equal(tde_rocksdb_env_new_from_uri(&env, uri), TDE_ERR_IO);
-    assert_message("absent.key");
-    assert_null(env);
+    assert_env_fails(NULL, uri, TDE_ERR_IO, "absent.key");
 }
 
 static void
 test_wrong_master_key(void **state)
 {
     fixture *f = *state;
-    tde_rocksdb_config cfg = {.version = TDE_ROCKSDB_CONFIG_VERSION,
-                              .keymgr_dir = f->keymgr,
-                              .master_key_uri = f->key_uri};
+    tde_rocksdb_config cfg = f->cfg;
     rocksdb_env_t *env = NULL;
     assert_tde_ok(tde_rocksdb_env_new(&env, &cfg));
     rocksdb_env_destroy(env);
-    env = NULL;
     cfg.master_key_uri = f->other_key_uri;
-    assert_int_equal(tde_rocksdb_env_new(&env, &cfg), TDE_ERR_IO);
-    assert_message("wrong master key");
+    assert_env_fails(&cfg, NULL, TDE_ERR_IO, "wrong master key");
     assert_message(f->keymgr);
-    assert_null(env);
 }
 
 static void
@@ -130,10 +129,7 @@ static void
 test_one_slot(void **state)
 {
     fixture *f = *state;
-    rocksdb_env_t *env = NULL;
-    assert_int_equal(tde_rocksdb_env_new_from_uri(&env, "libtde:/tmp/km,master:file:///k,bogus"),
-                     TDE_ERR_INVALID_ARG);
-    assert_message("'bogus'");
+    assert_env_fails(NULL, "libtde:/tmp/km,master:file:///k,bogus", TDE_ERR_INVALID_ARG, "'bogus'");
     assert_int_not_equal(tde_keyfile_create(f->key), TDE_OK); /* exists already */
     assert_null(strstr(tde_rocksdb_last_error(), "bogus"));
     assert_message(f->key);

@@ -16,65 +16,21 @@
 
 #include "common/fileio.h"
 #include "keymgr/keydict.h"
+#include "keymgr_fixture.h"
 #include "provider_double.h"
 #include "tde/keymgr.h"
 #include "tde/masterkey.h"
 #include "testutil.h"
 
-typedef struct fixture {
-    char *tmp;
-    char dir[1024], db[1024], wal[1024];
-    char key1[1200], key2[1200]; /* "file://..." URIs */
-    tde_keymgr_root roots[2];
-    tde_keymgr_config cfg;
-    uint64_t now;
-} fixture;
-
-static uint64_t
-fake_clock(void *arg)
-{
-    return __atomic_load_n((uint64_t *)arg, __ATOMIC_SEQ_CST);
-}
-
-static void
-advance(fixture *f, uint64_t s)
-{
-    __atomic_add_fetch(&f->now, s, __ATOMIC_SEQ_CST);
-}
+typedef keymgr_fixture fixture;
 
 static int
 setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
-    char path[2048];
 
-    tde_secret_allow_unlocked(1);
-    f->tmp = test_tmpdir("keymgr");
-    snprintf(f->dir, sizeof(f->dir), "%s/meta", f->tmp);
-    snprintf(f->db, sizeof(f->db), "%s/db", f->tmp);
-    snprintf(f->wal, sizeof(f->wal), "%s/wal", f->tmp);
-    mkdir(f->db, 0700);
-    mkdir(f->wal, 0700);
-    snprintf(path, sizeof(path), "%s/master1.key", f->tmp);
-    assert_tde_ok(tde_keyfile_create(path));
-    snprintf(f->key1, sizeof(f->key1), "file://%s", path);
-    snprintf(path, sizeof(path), "%s/master2.key", f->tmp);
-    assert_tde_ok(tde_keyfile_create(path));
-    snprintf(f->key2, sizeof(f->key2), "file://%s", path);
-    f->roots[0] = (tde_keymgr_root){"db", f->db};
-    f->roots[1] = (tde_keymgr_root){"wal", f->wal};
-    f->now = 1700000000;
-    f->cfg = (tde_keymgr_config){.version = TDE_KEYMGR_CONFIG_VERSION,
-                                 .dir = f->dir,
-                                 .roots = f->roots,
-                                 .n_roots = 2,
-                                 .method = TDE_METHOD_AES256_CTR,
-                                 .master_key_uri = f->key1,
-                                 .enforce = -1,
-                                 .clock = fake_clock,
-                                 .clock_arg = &f->now};
+    keymgr_fixture_init(f, "keymgr");
     provider_double_register();
-    tde_fileio_inject_reset();
     *state = f;
     return 0;
 }
@@ -83,58 +39,16 @@ static int
 teardown(void **state)
 {
     fixture *f = *state;
-    tde_fileio_inject_reset();
     tde_keydict_set_id_source(NULL, NULL);
-    test_rmtree(f->tmp);
-    free(f->tmp);
+    keymgr_fixture_clean(f);
     free(f);
     return 0;
-}
-
-static tde_keymgr *
-open_km(fixture *f)
-{
-    tde_keymgr *km = NULL;
-    assert_tde_ok(tde_keymgr_open(&km, &f->cfg));
-    return km;
 }
 
 static void
 db_path(fixture *f, const char *name, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%s/%s", f->db, name);
-}
-
-/* 32 bytes of keystream for offset 0: equal outputs mean the same key and IV. */
-static void
-keystream(const tde_file_key *fk, uint8_t out[32])
-{
-    uint8_t zero[32] = {0};
-    assert_tde_ok(tde_file_key_process(fk, 0, zero, out, 32));
-}
-
-static void
-new_file(tde_keymgr *km, const char *path, uint64_t *id, uint8_t ks[32])
-{
-    tde_file_key *fk = NULL;
-    assert_tde_ok(tde_keymgr_new_file(km, path, &fk));
-    if (id)
-        *id = tde_file_key_id(fk);
-    if (ks)
-        keystream(fk, ks);
-    tde_file_key_free(fk);
-}
-
-static void
-expect_file(tde_keymgr *km, const char *path, uint64_t id, const uint8_t ks[32])
-{
-    tde_file_key *fk = NULL;
-    uint8_t got[32];
-    assert_tde_ok(tde_keymgr_get_file(km, path, &fk));
-    assert_int_equal(tde_file_key_id(fk), id);
-    keystream(fk, got);
-    assert_memory_equal(got, ks, 32);
-    tde_file_key_free(fk);
 }
 
 static uint8_t *
@@ -192,7 +106,7 @@ test_keymgr_new_file_is_durable_and_readable_after_reopen(void **state)
     uint8_t ks[32], data[100], enc[100], dec[100];
     uint64_t id;
     tde_file_key *fk = NULL;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
     struct stat sb;
 
     db_path(f, "000001.sst", p, sizeof(p));
@@ -204,7 +118,7 @@ test_keymgr_new_file_is_durable_and_readable_after_reopen(void **state)
         data[i] = (uint8_t)i;
     assert_tde_ok(tde_file_key_process(fk, 7, data, enc, sizeof(data)));
     assert_memory_not_equal(enc, data, sizeof(data));
-    keystream(fk, ks);
+    test_keystream(fk, ks);
     tde_file_key_free(fk);
     tde_keymgr_close(km);
 
@@ -214,9 +128,9 @@ test_keymgr_new_file_is_durable_and_readable_after_reopen(void **state)
     assert_int_equal(stat(p, &sb), 0);
     assert_int_equal(sb.st_mode & 0777, 0600);
 
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     db_path(f, "000001.sst", p, sizeof(p));
-    expect_file(km, p, id, ks);
+    test_expect_file(km, p, id, ks);
     assert_tde_ok(tde_keymgr_get_file(km, p, &fk));
     assert_tde_ok(tde_file_key_process(fk, 7, enc, dec, sizeof(enc)));
     assert_memory_equal(dec, data, sizeof(data));
@@ -233,18 +147,18 @@ test_keymgr_recreating_a_name_gets_a_fresh_iv(void **state)
     uint64_t ia, ib;
     tde_file_key *fk = NULL;
     uint8_t iv[16];
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     snprintf(p, sizeof(p), "%s/000007.log", f->wal);
     assert_tde_ok(tde_keymgr_new_file(km, p, &fk));
     memcpy(iv, tde_file_key_iv(fk), 16);
-    keystream(fk, a);
+    test_keystream(fk, a);
     ia = tde_file_key_id(fk);
     tde_file_key_free(fk);
-    new_file(km, p, &ib, b);
+    test_new_file(km, p, &ib, b);
     assert_int_equal(ia, ib);
     assert_memory_not_equal(a, b, 32);
-    expect_file(km, p, ib, b);
+    test_expect_file(km, p, ib, b);
     tde_keymgr_close(km);
 }
 
@@ -255,7 +169,7 @@ test_keymgr_enforce_mode_and_plaintext_files(void **state)
     char p[2048];
     tde_file_key *fk = NULL;
     tde_keymgr_metrics m;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
     uint64_t n = 0;
     FILE *fp;
 
@@ -271,7 +185,7 @@ test_keymgr_enforce_mode_and_plaintext_files(void **state)
     tde_keymgr_close(km);
 
     f->cfg.enforce = 0;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     assert_tde_ok(tde_keymgr_get_file(km, p, &fk));
     assert_int_equal(tde_file_key_method(fk), TDE_METHOD_PLAINTEXT);
     assert_int_equal(tde_file_key_id(fk), 0);
@@ -284,7 +198,7 @@ test_keymgr_enforce_mode_and_plaintext_files(void **state)
     assert_null(fk);
     assert_non_null(strstr(tde_last_error(), "OLD-PLAIN"));
     /* Once it has an entry it is no longer plaintext. */
-    new_file(km, p, NULL, NULL);
+    test_new_file(km, p, NULL, NULL);
     assert_tde_ok(tde_keymgr_list_plaintext_files(km, NULL, NULL, &n));
     assert_int_equal(n, 0);
     assert_tde_ok(tde_keymgr_get_file_for_append(km, p, &fk));
@@ -303,7 +217,7 @@ test_keymgr_plaintext_directory_does_not_enforce(void **state)
     tde_keymgr *km;
 
     f->cfg.method = TDE_METHOD_PLAINTEXT;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     assert_tde_ok(tde_keymgr_metrics_get(km, &m));
     assert_false(m.encryption_initialized);
     assert_false(m.enforce);
@@ -323,15 +237,15 @@ test_keymgr_names_are_relative_to_roots(void **state)
     char p[2048], q[2048], name[2048], moved[2048];
     uint8_t ks[32], ks2[32];
     uint64_t id, id2;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     /* Different spellings of one file give one name. */
     snprintf(p, sizeof(p), "%s//./sub/../000010.sst", f->db);
     assert_tde_ok(tde_keymgr_stored_name(km, p, name, sizeof(name)));
     assert_string_equal(name, "db/000010.sst");
-    new_file(km, p, &id, ks);
+    test_new_file(km, p, &id, ks);
     snprintf(p, sizeof(p), "%s/000011.log", f->wal);
-    new_file(km, p, &id2, ks2);
+    test_new_file(km, p, &id2, ks2);
     assert_tde_ok(tde_keymgr_stored_name(km, p, name, sizeof(name)));
     assert_string_equal(name, "wal/000011.log");
     assert_int_equal(tde_keymgr_new_file(km, "/elsewhere/x", &(tde_file_key *){0}),
@@ -348,16 +262,16 @@ test_keymgr_names_are_relative_to_roots(void **state)
     snprintf(q, sizeof(q), "%s/wal", moved);
     assert_int_equal(rename(f->wal, q), 0);
     snprintf(f->wal, sizeof(f->wal), "%s", q);
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     db_path(f, "000010.sst", p, sizeof(p));
-    expect_file(km, p, id, ks);
+    test_expect_file(km, p, id, ks);
     snprintf(p, sizeof(p), "%s/000011.log", f->wal);
-    expect_file(km, p, id2, ks2);
+    test_expect_file(km, p, id2, ks2);
     /* Through a symlink to a root. */
     snprintf(q, sizeof(q), "%s/link", f->tmp);
     assert_int_equal(symlink(f->db, q), 0);
     snprintf(p, sizeof(p), "%s/link/000010.sst", f->tmp);
-    expect_file(km, p, id, ks);
+    test_expect_file(km, p, id, ks);
     tde_keymgr_close(km);
 }
 
@@ -371,33 +285,33 @@ test_keymgr_link_rename_delete(void **state)
     tde_file_key *fk = NULL;
     tde_keymgr_metrics m;
     FILE *fp;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     db_path(f, "MANIFEST-tmp", a, sizeof(a));
     db_path(f, "MANIFEST-000001", b, sizeof(b));
     db_path(f, "hardlink", c, sizeof(c));
-    new_file(km, a, &id, ks);
+    test_new_file(km, a, &id, ks);
     fp = fopen(a, "w");
     fclose(fp);
     assert_tde_ok(tde_keymgr_rename_file(km, a, b));
     assert_int_equal(access(a, F_OK), -1);
     assert_int_equal(access(b, F_OK), 0);
-    expect_file(km, b, id, ks);
+    test_expect_file(km, b, id, ks);
     assert_int_equal(tde_keymgr_get_file(km, a, &fk), TDE_ERR_NOT_FOUND);
     assert_tde_ok(tde_keymgr_link_file(km, b, c));
-    expect_file(km, c, id, ks);
+    test_expect_file(km, c, id, ks);
     /* A failed rename(2) leaves the destination's old entry in place. */
     assert_int_equal(tde_keymgr_rename_file(km, a, c), TDE_ERR_NOT_FOUND);
-    expect_file(km, c, id, ks);
+    test_expect_file(km, c, id, ks);
     assert_tde_ok(tde_keymgr_metrics_get(km, &m)); /* b and c: no reserved record left */
     assert_int_equal(m.encrypted_files, 2);
     unlink(b);
     assert_tde_ok(tde_keymgr_delete_file(km, b));
     assert_tde_ok(tde_keymgr_delete_file(km, b)); /* missing: not an error */
     tde_keymgr_close(km);
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     assert_int_equal(tde_keymgr_get_file(km, b, &fk), TDE_ERR_NOT_FOUND);
-    expect_file(km, c, id, ks);
+    test_expect_file(km, c, id, ks);
     tde_keymgr_close(km);
 }
 
@@ -406,7 +320,7 @@ test_keymgr_second_writer_is_refused_naming_the_pid(void **state)
 {
     fixture *f = *state;
     char pid[32], p[2048];
-    tde_keymgr *km = open_km(f), *km2 = NULL, *ro = NULL;
+    tde_keymgr *km = keymgr_fixture_open(f), *km2 = NULL, *ro = NULL;
     tde_file_key *fk = NULL;
     uint8_t ks[32];
     uint64_t id;
@@ -419,19 +333,19 @@ test_keymgr_second_writer_is_refused_naming_the_pid(void **state)
     f->cfg.read_only = true;
     assert_tde_ok(tde_keymgr_open(&ro, &f->cfg));
     db_path(f, "later.sst", p, sizeof(p));
-    new_file(km, p, &id, ks);
-    expect_file(ro, p, id, ks);
+    test_new_file(km, p, &id, ks);
+    test_expect_file(ro, p, id, ks);
     /* ... also files made with a key the writer created after the reader opened. */
     assert_tde_ok(tde_keymgr_rotate_data_key(km));
-    new_file(km, p, &id, ks);
-    expect_file(ro, p, id, ks);
+    test_new_file(km, p, &id, ks);
+    test_expect_file(ro, p, id, ks);
     assert_int_equal(tde_keymgr_new_file(ro, p, &fk), TDE_ERR_STATE);
     assert_int_equal(tde_keymgr_delete_file(ro, p), TDE_ERR_STATE);
     assert_int_equal(tde_keymgr_rotate_data_key(ro), TDE_ERR_STATE);
     tde_keymgr_close(ro);
     tde_keymgr_close(km);
     f->cfg.read_only = false;
-    km = open_km(f); /* the lock went with the handle */
+    km = keymgr_fixture_open(f); /* the lock went with the handle */
     tde_keymgr_close(km);
 }
 
@@ -442,17 +356,17 @@ test_keymgr_read_only_open_never_writes(void **state)
     char p[2048];
     size_t l1, l2;
     char *before, *after;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     db_path(f, "a", p, sizeof(p));
-    new_file(km, p, NULL, NULL);
+    test_new_file(km, p, NULL, NULL);
     tde_keymgr_close(km);
     before = dir_image(f->dir, &l1);
     /* Due rotation and a method change: a reader must do neither. */
-    advance(f, 30 * 24 * 3600);
+    keymgr_fixture_advance(f, 30 * 24 * 3600);
     f->cfg.method = TDE_METHOD_AES128_CTR;
     f->cfg.read_only = true;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     usleep(50000);
     tde_keymgr_close(km);
     after = dir_image(f->dir, &l2);
@@ -475,27 +389,27 @@ test_keymgr_rotation_on_period_keeps_old_files_readable(void **state)
     tde_keymgr *km;
 
     f->cfg.rotation_period_seconds = 3600;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     db_path(f, "a", a, sizeof(a));
     db_path(f, "b", b, sizeof(b));
-    new_file(km, a, &ia, ka);
-    advance(f, 3599);
-    new_file(km, b, &ib, kb);
+    test_new_file(km, a, &ia, ka);
+    keymgr_fixture_advance(f, 3599);
+    test_new_file(km, b, &ib, kb);
     assert_int_equal(ia, ib);
-    advance(f, 1);
-    new_file(km, b, &ib, kb); /* due: wakes the rotation thread, still the current key */
+    keymgr_fixture_advance(f, 1);
+    test_new_file(km, b, &ib, kb); /* due: wakes the rotation thread, still the current key */
     wait_for(km, 1, 0);
-    new_file(km, b, &ic, kb);
+    test_new_file(km, b, &ic, kb);
     assert_true(ic != ia);
-    expect_file(km, a, ia, ka);
+    test_expect_file(km, a, ia, ka);
     assert_tde_ok(tde_keymgr_metrics_get(km, &m));
     assert_int_equal(m.current_key_id, ic);
     assert_int_equal(m.last_rotation_time, f->now);
     assert_int_equal(m.data_keys, 2);
     tde_keymgr_close(km);
-    km = open_km(f);
-    expect_file(km, a, ia, ka);
-    expect_file(km, b, ic, kb);
+    km = keymgr_fixture_open(f);
+    test_expect_file(km, a, ia, ka);
+    test_expect_file(km, b, ic, kb);
     tde_keymgr_close(km);
 }
 
@@ -507,19 +421,19 @@ test_keymgr_method_change_rotates_at_open(void **state)
     uint8_t ka[32];
     uint64_t ia;
     tde_file_key *fk = NULL;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     db_path(f, "a", a, sizeof(a));
-    new_file(km, a, &ia, ka);
+    test_new_file(km, a, &ia, ka);
     tde_keymgr_close(km);
     f->cfg.method = TDE_METHOD_AES128_CTR;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     db_path(f, "b", b, sizeof(b));
     assert_tde_ok(tde_keymgr_new_file(km, b, &fk));
     assert_int_equal(tde_file_key_method(fk), TDE_METHOD_AES128_CTR);
     assert_true(tde_file_key_id(fk) != ia);
     tde_file_key_free(fk);
-    expect_file(km, a, ia, ka);
+    test_expect_file(km, a, ia, ka);
     tde_keymgr_close(km);
 }
 
@@ -536,25 +450,25 @@ test_keymgr_rotation_failure_does_not_break_new_file(void **state)
 
     f->cfg.master_key_uri = "double://?id=kms";
     f->cfg.rotation_period_seconds = 100;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     db_path(f, "a", a, sizeof(a));
-    new_file(km, a, &i0, NULL);
+    test_new_file(km, a, &i0, NULL);
     provider_double.fail_at = provider_double.calls + 1;
     provider_double.fail_status = TDE_ERR_UNAVAILABLE;
-    advance(f, 200);
-    new_file(km, a, &i1, NULL);
+    keymgr_fixture_advance(f, 200);
+    test_new_file(km, a, &i1, NULL);
     wait_for(km, 0, 1);
     assert_int_equal(i1, i0);
-    new_file(km, a, &i1, NULL); /* inside the back-off: no new attempt */
+    test_new_file(km, a, &i1, NULL); /* inside the back-off: no new attempt */
     assert_int_equal(i1, i0);
     usleep(50000);
     assert_tde_ok(tde_keymgr_metrics_get(km, &m));
     assert_int_equal(m.rotation_failures, 1);
     assert_int_equal(m.rotations, 0);
-    advance(f, 61);
-    new_file(km, a, &i1, NULL);
+    keymgr_fixture_advance(f, 61);
+    test_new_file(km, a, &i1, NULL);
     wait_for(km, 1, 1);
-    new_file(km, a, &i2, NULL);
+    test_new_file(km, a, &i2, NULL);
     assert_true(i2 != i0);
     tde_keymgr_close(km);
 }
@@ -574,10 +488,10 @@ test_keymgr_key_id_collision_never_overwrites_a_key(void **state)
     char a[2048], b[2048];
     uint8_t ka[32];
     uint64_t ia, ib, seq[8] = {0};
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     db_path(f, "a", a, sizeof(a));
-    new_file(km, a, &ia, ka);
+    test_new_file(km, a, &ia, ka);
     seq[1] = ia; /* collides */
     seq[2] = 0;  /* reserved */
     seq[3] = ia; /* collides again */
@@ -587,12 +501,12 @@ test_keymgr_key_id_collision_never_overwrites_a_key(void **state)
     tde_keydict_set_id_source(NULL, NULL);
     assert_int_equal(seq[0], 4);
     db_path(f, "b", b, sizeof(b));
-    new_file(km, b, &ib, NULL);
+    test_new_file(km, b, &ib, NULL);
     assert_int_equal(ib, 0x1234);
-    expect_file(km, a, ia, ka);
+    test_expect_file(km, a, ia, ka);
     tde_keymgr_close(km);
-    km = open_km(f);
-    expect_file(km, a, ia, ka);
+    km = keymgr_fixture_open(f);
+    test_expect_file(km, a, ia, ka);
     tde_keymgr_close(km);
 }
 
@@ -609,15 +523,15 @@ test_keymgr_unused_keys_are_removed_keeping_the_last_n(void **state)
     tde_keymgr *km;
 
     f->cfg.keep_unused_keys = 1;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     db_path(f, "a", a, sizeof(a));
     db_path(f, "b", b, sizeof(b));
-    new_file(km, a, &ia, ka); /* key 1 stays used */
+    test_new_file(km, a, &ia, ka); /* key 1 stays used */
     assert_tde_ok(tde_keymgr_rotate_data_key(km));
     assert_tde_ok(tde_keymgr_new_file(km, b, &held)); /* key 2: held by an open handle */
     assert_tde_ok(tde_keymgr_delete_file(km, b));
     for (int i = 0; i < 4; i++) {
-        advance(f, 10);
+        keymgr_fixture_advance(f, 10);
         assert_tde_ok(tde_keymgr_rotate_data_key(km));
     }
     assert_tde_ok(tde_keymgr_maintain(km));
@@ -630,8 +544,8 @@ test_keymgr_unused_keys_are_removed_keeping_the_last_n(void **state)
     assert_tde_ok(tde_keymgr_metrics_get(km, &m));
     assert_int_equal(m.data_keys, 3);
     tde_keymgr_close(km);
-    km = open_km(f);
-    expect_file(km, a, ia, ka);
+    km = keymgr_fixture_open(f);
+    test_expect_file(km, a, ia, ka);
     assert_tde_ok(tde_keymgr_metrics_get(km, &m));
     assert_int_equal(m.data_keys, 3);
     tde_keymgr_close(km);
@@ -643,7 +557,7 @@ static void
 test_keymgr_wrong_master_key_is_auth_naming_the_provider(void **state)
 {
     fixture *f = *state;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
     char *before, *after;
     size_t l1, l2;
 
@@ -668,28 +582,28 @@ test_keymgr_master_key_rotation_online_and_at_open(void **state)
     char a[2048];
     uint8_t ka[32];
     uint64_t ia;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     db_path(f, "a", a, sizeof(a));
-    new_file(km, a, &ia, ka);
+    test_new_file(km, a, &ia, ka);
     assert_tde_ok(tde_keymgr_rotate_master_key(km, f->key2));
-    new_file(km, a, &ia, ka); /* still working */
+    test_new_file(km, a, &ia, ka); /* still working */
     tde_keymgr_close(km);
     assert_int_equal(tde_keymgr_open(&km, &f->cfg), TDE_ERR_AUTH); /* only the old key */
     f->cfg.master_key_uri = f->key2;
-    km = open_km(f);
-    expect_file(km, a, ia, ka);
+    km = keymgr_fixture_open(f);
+    test_expect_file(km, a, ia, ka);
     tde_keymgr_close(km);
 
     /* Offline: configure new = key1, previous = key2; open re-seals under key1. */
     f->cfg.master_key_uri = f->key1;
     f->cfg.previous_master_key_uri = f->key2;
-    km = open_km(f);
-    expect_file(km, a, ia, ka);
+    km = keymgr_fixture_open(f);
+    test_expect_file(km, a, ia, ka);
     tde_keymgr_close(km);
     f->cfg.previous_master_key_uri = NULL;
-    km = open_km(f);
-    expect_file(km, a, ia, ka);
+    km = keymgr_fixture_open(f);
+    test_expect_file(km, a, ia, ka);
     tde_keymgr_close(km);
 }
 
@@ -701,10 +615,10 @@ test_keymgr_failed_master_key_rotation_changes_nothing(void **state)
     uint8_t ka[32], *before, *after;
     size_t l1, l2;
     uint64_t ia;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     db_path(f, "a", a, sizeof(a));
-    new_file(km, a, &ia, ka);
+    test_new_file(km, a, &ia, ka);
     snprintf(kd, sizeof(kd), "%s/key.dict", f->dir);
     before = slurp(kd, &l1);
     provider_double.fail_at = provider_double.calls + 1;
@@ -719,10 +633,10 @@ test_keymgr_failed_master_key_rotation_changes_nothing(void **state)
     after = slurp(kd, &l2);
     assert_int_equal(l1, l2);
     assert_memory_equal(before, after, l1);
-    new_file(km, a, &ia, ka);
+    test_new_file(km, a, &ia, ka);
     tde_keymgr_close(km);
-    km = open_km(f);
-    expect_file(km, a, ia, ka);
+    km = keymgr_fixture_open(f);
+    test_expect_file(km, a, ia, ka);
     tde_keymgr_close(km);
     free(before);
     free(after);
@@ -738,7 +652,7 @@ test_keymgr_file_ops_do_not_rewrite_dictionaries(void **state)
     char p[2048], q[2048], kd[2048];
     struct stat s1, s2;
     unsigned long renames, writes;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     snprintf(kd, sizeof(kd), "%s/key.dict", f->dir);
     assert_int_equal(stat(kd, &s1), 0);
@@ -746,7 +660,7 @@ test_keymgr_file_ops_do_not_rewrite_dictionaries(void **state)
     for (int i = 0; i < 200; i++) {
         snprintf(p, sizeof(p), "%s/%06d.sst", f->db, i);
         snprintf(q, sizeof(q), "%s/%06d.lnk", f->db, i);
-        new_file(km, p, NULL, NULL);
+        test_new_file(km, p, NULL, NULL);
         assert_tde_ok(tde_keymgr_link_file(km, p, q));
         assert_tde_ok(tde_keymgr_delete_file(km, p));
     }
@@ -773,9 +687,9 @@ test_keymgr_kms_failure_at_open_changes_nothing(void **state)
     tde_keymgr *km;
 
     f->cfg.master_key_uri = "double://?id=kms";
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     db_path(f, "a", a, sizeof(a));
-    new_file(km, a, &ia, ka);
+    test_new_file(km, a, &ia, ka);
     tde_keymgr_close(km);
     before = dir_image(f->dir, &l1);
     for (int i = 0; i < 3; i++) {
@@ -785,16 +699,16 @@ test_keymgr_kms_failure_at_open_changes_nothing(void **state)
         assert_non_null(strstr(tde_last_error(), "key.dict"));
     }
     /* Also when the rotation due at open cannot reach the KMS: open succeeds, nothing changes. */
-    advance(f, 30 * 24 * 3600);
+    keymgr_fixture_advance(f, 30 * 24 * 3600);
     provider_double.fail_at = provider_double.calls + 2; /* unwrap works, the re-seal fails */
-    km = open_km(f);
-    expect_file(km, a, ia, ka);
+    km = keymgr_fixture_open(f);
+    test_expect_file(km, a, ia, ka);
     tde_keymgr_close(km);
     after = dir_image(f->dir, &l2);
     assert_int_equal(l1, l2);
     assert_memory_equal(before, after, l1);
-    km = open_km(f); /* KMS back: opens and rotates */
-    expect_file(km, a, ia, ka);
+    km = keymgr_fixture_open(f); /* KMS back: opens and rotates */
+    test_expect_file(km, a, ia, ka);
     tde_keymgr_close(km);
     free(before);
     free(after);
@@ -809,21 +723,21 @@ test_keymgr_disk_full_mid_append_does_not_block_open(void **state)
     uint8_t ka[32];
     uint64_t ia;
     tde_file_key *fk = NULL;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     db_path(f, "a", a, sizeof(a));
     db_path(f, "b", b, sizeof(b));
-    new_file(km, a, &ia, ka);
+    test_new_file(km, a, &ia, ka);
     tde_fileio_inject_reset();
     tde_fileio_inject(TDE_FILEIO_WRITE, 1, ENOSPC, true);
     assert_int_not_equal(tde_keymgr_new_file(km, b, &fk), TDE_OK);
     assert_null(fk);
     tde_fileio_inject_reset();
     tde_keymgr_close(km);
-    km = open_km(f); /* repairs the torn tail */
-    expect_file(km, a, ia, ka);
+    km = keymgr_fixture_open(f); /* repairs the torn tail */
+    test_expect_file(km, a, ia, ka);
     assert_int_equal(tde_keymgr_get_file(km, b, &fk), TDE_ERR_NOT_FOUND);
-    new_file(km, b, NULL, NULL);
+    test_new_file(km, b, NULL, NULL);
     tde_keymgr_close(km);
 }
 
@@ -848,7 +762,7 @@ test_keymgr_rotation_io_failures_never_lose_a_key(void **state)
     uint8_t ks[64][32];
     uint64_t ids[64];
     int nf = 0;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     for (size_t o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
         unsigned long calls;
@@ -864,13 +778,13 @@ test_keymgr_rotation_io_failures_never_lose_a_key(void **state)
             tde_fileio_inject_reset();
             (void)st; /* a failed directory fsync after the rename may still have replaced it */
             snprintf(p, sizeof(p), "%s/f%d", f->db, nf);
-            new_file(km, p, &ids[nf], ks[nf]);
+            test_new_file(km, p, &ids[nf], ks[nf]);
             nf++;
             tde_keymgr_close(km);
-            km = open_km(f);
+            km = keymgr_fixture_open(f);
             for (int i = 0; i < nf; i++) {
                 snprintf(p, sizeof(p), "%s/f%d", f->db, i);
-                expect_file(km, p, ids[i], ks[i]);
+                test_expect_file(km, p, ids[i], ks[i]);
             }
         }
     }
@@ -894,10 +808,10 @@ test_keymgr_rotation_io_failures_never_lose_a_key(void **state)
         assert_true(WIFEXITED(ws));
         assert_int_equal(WEXITSTATUS(ws), 42);
     }
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     for (int i = 0; i < nf; i++) {
         snprintf(p, sizeof(p), "%s/f%d", f->db, i);
-        expect_file(km, p, ids[i], ks[i]);
+        test_expect_file(km, p, ids[i], ks[i]);
     }
     tde_keymgr_close(km);
 }
@@ -944,7 +858,7 @@ test_keymgr_concurrent_writers_and_rotation(void **state)
     tde_keymgr *km;
 
     f->cfg.keep_unused_keys = 1;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     for (int i = 0; i < 3; i++) {
         w[i] = (worker){f, km, i};
         assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
@@ -956,7 +870,7 @@ test_keymgr_concurrent_writers_and_rotation(void **state)
     }
     assert_tde_ok(tde_keymgr_maintain(km));
     tde_keymgr_close(km);
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     assert_tde_ok(tde_keymgr_metrics_get(km, &m));
     assert_int_equal(m.encrypted_files, 600);
     for (int t = 0; t < 3; t++)
@@ -1002,11 +916,11 @@ test_keymgr_metrics_and_listing(void **state)
     char p[2048];
     listed l = {0};
     tde_keymgr_metrics m;
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     for (int i = 0; i < 5; i++) {
         snprintf(p, sizeof(p), "%s/%d", f->db, i);
-        new_file(km, p, NULL, NULL);
+        test_new_file(km, p, NULL, NULL);
         if (i == 2)
             assert_tde_ok(tde_keymgr_rotate_data_key(km));
     }
@@ -1037,7 +951,7 @@ test_keymgr_lost_file_dictionary_is_reported(void **state)
 {
     fixture *f = *state;
     char cmd[2048];
-    tde_keymgr *km = open_km(f);
+    tde_keymgr *km = keymgr_fixture_open(f);
 
     tde_keymgr_close(km);
     snprintf(cmd, sizeof(cmd), "cd '%s' && ls | grep -v -e key.dict -e keymgr.lock | xargs rm -f",
@@ -1129,14 +1043,14 @@ test_keymgr_v1_fixture_opens(void **state)
     snprintf(f->key1, sizeof(f->key1), "file://%s/master.key", f->tmp);
     f->now = 1700000200; /* no rotation due */
     f->cfg.read_only = true;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     check_fixture(f, km);
     tde_keymgr_close(km);
     f->cfg.read_only = false;
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     check_fixture(f, km);
     snprintf(p, sizeof(p), "%s/000005.sst", f->db);
-    new_file(km, p, NULL, NULL);
+    test_new_file(km, p, NULL, NULL);
     tde_keymgr_close(km);
 }
 
@@ -1159,7 +1073,7 @@ fop_prepare(fixture *f, tde_keymgr *km, fop_state *s, int op, int r)
     snprintf(s->src, sizeof(s->src), "%s/src%d", f->db, r);
     snprintf(s->dst, sizeof(s->dst), "%s/dst%d", f->db, r);
     if (op == FOP_RENAME) {
-        new_file(km, s->src, &s->src_id, s->src_ks);
+        test_new_file(km, s->src, &s->src_id, s->src_ks);
         fp = fopen(s->src, "w");
         fclose(fp);
     }
@@ -1190,7 +1104,7 @@ entry_id(tde_keymgr *km, const char *path, uint8_t ks[32])
     uint64_t id;
     assert_tde_ok(tde_keymgr_get_file(km, path, &fk));
     id = tde_file_key_id(fk);
-    keystream(fk, ks);
+    test_keystream(fk, ks);
     tde_file_key_free(fk);
     return id;
 }
@@ -1253,9 +1167,9 @@ test_keymgr_every_io_failure_of_every_file_operation(void **state)
     tde_keymgr *km;
 
     f->cfg.enforce = 0; /* a missing entry reads as plaintext (id 0) */
-    km = open_km(f);
+    km = keymgr_fixture_open(f);
     db_path(f, "base", s.base, sizeof(s.base));
-    new_file(km, s.base, &s.base_id, s.base_ks);
+    test_new_file(km, s.base, &s.base_id, s.base_ks);
     for (int op = 0; op < FOP_N; op++) {
         for (size_t io = 0; io < sizeof(ios) / sizeof(ios[0]); io++) {
             unsigned long calls;
@@ -1264,7 +1178,7 @@ test_keymgr_every_io_failure_of_every_file_operation(void **state)
             assert_tde_ok(fop_run(km, &s, op));
             calls = tde_fileio_calls(ios[io]);
             if (op == FOP_DELETE)
-                new_file(km, s.base, &s.base_id, s.base_ks);
+                test_new_file(km, s.base, &s.base_id, s.base_ks);
             for (unsigned long n = 1; n <= calls; n++) {
                 tde_status st;
                 fop_prepare(f, km, &s, op, round++);
@@ -1275,10 +1189,10 @@ test_keymgr_every_io_failure_of_every_file_operation(void **state)
                 failures += st != TDE_OK;
                 cases++;
                 tde_keymgr_close(km);
-                km = open_km(f);
+                km = keymgr_fixture_open(f);
                 fop_check(km, &s, op, st == TDE_OK);
                 if (op == FOP_DELETE)
-                    new_file(km, s.base, &s.base_id, s.base_ks);
+                    test_new_file(km, s.base, &s.base_id, s.base_ks);
             }
         }
     }
@@ -1342,7 +1256,7 @@ test_keymgr_crash_inside_rename_over_keeps_files_readable(void **state)
     db_path(f, "CURRENT", dst, sizeof(dst));
     for (size_t i = 0; i < sizeof(fps) / sizeof(fps[0]); i++) {
         unsigned long hits;
-        km = open_km(f);
+        km = keymgr_fixture_open(f);
         write_marker(km, dst, "old");
         write_marker(km, src, "new");
         tde_failpoint_arm(fps[i], ULONG_MAX, 42);
@@ -1366,7 +1280,7 @@ test_keymgr_crash_inside_rename_over_keeps_files_readable(void **state)
 
             snprintf(old, sizeof(old), "old %zu/%lu", i, n);
             snprintf(new, sizeof(new), "new %zu/%lu", i, n);
-            km = open_km(f);
+            km = keymgr_fixture_open(f);
             write_marker(km, dst, old);
             write_marker(km, src, new);
             tde_keymgr_close(km);
@@ -1384,13 +1298,13 @@ test_keymgr_crash_inside_rename_over_keeps_files_readable(void **state)
             src_there = access(src, F_OK) == 0;
 
             f->cfg.read_only = true;
-            km = open_km(f);
+            km = keymgr_fixture_open(f);
             read_marker(km, dst, got, sizeof(got));
             assert_string_equal(got, src_there ? old : new);
             tde_keymgr_close(km);
             f->cfg.read_only = false;
 
-            km = open_km(f);
+            km = keymgr_fixture_open(f);
             read_marker(km, dst, got, sizeof(got));
             assert_string_equal(got, src_there ? old : new);
             if (src_there) {

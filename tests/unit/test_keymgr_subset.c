@@ -14,59 +14,25 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
 #include "common/fileio.h"
+#include "keymgr_fixture.h"
 #include "tde/keymgr.h"
 #include "tde/masterkey.h"
 #include "testutil.h"
 
+/* The key manager in k; copies go to dest, re-rooted at there. */
 typedef struct fixture {
-    char *tmp;
-    char dir[1024], db[1024], wal[1024], there[1024], dest[1024];
-    char key1[1200], key2[1200];
-    tde_keymgr_root roots[2];
-    tde_keymgr_config cfg;
-    uint64_t now;
+    keymgr_fixture k;
+    char there[1024], dest[1024];
 } fixture;
-
-static uint64_t
-fake_clock(void *arg)
-{
-    return __atomic_load_n((uint64_t *)arg, __ATOMIC_SEQ_CST);
-}
 
 static int
 setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
-    char path[2048];
 
-    tde_secret_allow_unlocked(1);
-    f->tmp = test_tmpdir("keymgr-subset");
-    snprintf(f->dir, sizeof(f->dir), "%s/meta", f->tmp);
-    snprintf(f->db, sizeof(f->db), "%s/db", f->tmp);
-    snprintf(f->wal, sizeof(f->wal), "%s/wal", f->tmp);
-    snprintf(f->there, sizeof(f->there), "%s/there", f->tmp);
-    snprintf(f->dest, sizeof(f->dest), "%s/copy-meta", f->tmp);
-    mkdir(f->db, 0700);
-    mkdir(f->wal, 0700);
-    snprintf(path, sizeof(path), "%s/master1.key", f->tmp);
-    assert_tde_ok(tde_keyfile_create(path));
-    snprintf(f->key1, sizeof(f->key1), "file://%s", path);
-    snprintf(path, sizeof(path), "%s/master2.key", f->tmp);
-    assert_tde_ok(tde_keyfile_create(path));
-    snprintf(f->key2, sizeof(f->key2), "file://%s", path);
-    f->roots[0] = (tde_keymgr_root){"db", f->db};
-    f->roots[1] = (tde_keymgr_root){"wal", f->wal};
-    f->now = 1700000000;
-    f->cfg = (tde_keymgr_config){.version = TDE_KEYMGR_CONFIG_VERSION,
-                                 .dir = f->dir,
-                                 .roots = f->roots,
-                                 .n_roots = 2,
-                                 .method = TDE_METHOD_AES256_CTR,
-                                 .master_key_uri = f->key1,
-                                 .enforce = -1,
-                                 .clock = fake_clock,
-                                 .clock_arg = &f->now};
-    tde_fileio_inject_reset();
+    keymgr_fixture_init(&f->k, "keymgr-subset");
+    snprintf(f->there, sizeof(f->there), "%s/there", f->k.tmp);
+    snprintf(f->dest, sizeof(f->dest), "%s/copy-meta", f->k.tmp);
     *state = f;
     return 0;
 }
@@ -75,19 +41,9 @@ static int
 teardown(void **state)
 {
     fixture *f = *state;
-    tde_fileio_inject_reset();
-    test_rmtree(f->tmp);
-    free(f->tmp);
+    keymgr_fixture_clean(&f->k);
     free(f);
     return 0;
-}
-
-static tde_keymgr *
-open_km(fixture *f)
-{
-    tde_keymgr *km = NULL;
-    assert_tde_ok(tde_keymgr_open(&km, &f->cfg));
-    return km;
 }
 
 /* The copy in f->dest with one root @p root at f->there. */
@@ -107,40 +63,21 @@ open_copy(fixture *f, const char *root, const char *uri, bool read_only)
     return km;
 }
 
-static void
-keystream(const tde_file_key *fk, uint8_t out[32])
-{
-    uint8_t zero[32] = {0};
-    assert_tde_ok(tde_file_key_process(fk, 0, zero, out, 32));
-}
-
-/* Registers f->db/@p rel (or f->wal/... with @p wal) and returns its key id and keystream. */
+/* Registers @p base/@p rel and returns its key id and keystream. */
 static void
 new_file(tde_keymgr *km, const char *base, const char *rel, uint64_t *id, uint8_t ks[32])
 {
     char p[2048];
-    tde_file_key *fk = NULL;
     snprintf(p, sizeof(p), "%s/%s", base, rel);
-    assert_tde_ok(tde_keymgr_new_file(km, p, &fk));
-    if (id)
-        *id = tde_file_key_id(fk);
-    if (ks)
-        keystream(fk, ks);
-    tde_file_key_free(fk);
+    test_new_file(km, p, id, ks);
 }
 
 static void
 expect_file(tde_keymgr *km, const char *base, const char *rel, uint64_t id, const uint8_t ks[32])
 {
     char p[2048];
-    tde_file_key *fk = NULL;
-    uint8_t got[32];
     snprintf(p, sizeof(p), "%s/%s", base, rel);
-    assert_tde_ok(tde_keymgr_get_file(km, p, &fk));
-    assert_int_equal(tde_file_key_id(fk), id);
-    keystream(fk, got);
-    assert_memory_equal(got, ks, 32);
-    tde_file_key_free(fk);
+    test_expect_file(km, p, id, ks);
 }
 
 typedef struct names {
@@ -238,7 +175,7 @@ static void
 assert_nothing_left(fixture *f)
 {
     struct stat sb;
-    DIR *d = opendir(f->tmp);
+    DIR *d = opendir(f->k.tmp);
     struct dirent *e;
     assert_int_not_equal(lstat(f->dest, &sb), 0);
     assert_non_null(d);
@@ -256,16 +193,16 @@ typedef struct source {
 static tde_keymgr *
 make_source(fixture *f, source *s)
 {
-    tde_keymgr *km = open_km(f);
-    new_file(km, f->db, "ckpt/a", &s->id_a, s->ks_a);
-    f->now += 10;
+    tde_keymgr *km = keymgr_fixture_open(&f->k);
+    new_file(km, f->k.db, "ckpt/a", &s->id_a, s->ks_a);
+    f->k.now += 10;
     assert_tde_ok(tde_keymgr_rotate_data_key(km));
-    new_file(km, f->db, "ckpt/sub/b", &s->id_b, s->ks_b);
-    f->now += 10;
+    new_file(km, f->k.db, "ckpt/sub/b", &s->id_b, s->ks_b);
+    f->k.now += 10;
     assert_tde_ok(tde_keymgr_rotate_data_key(km));
-    new_file(km, f->db, "ckpt2/c", &s->id_other, NULL);
-    new_file(km, f->db, "other", NULL, NULL);
-    new_file(km, f->wal, "w", NULL, NULL);
+    new_file(km, f->k.db, "ckpt2/c", &s->id_other, NULL);
+    new_file(km, f->k.db, "other", NULL, NULL);
+    new_file(km, f->k.wal, "w", NULL, NULL);
     assert_true(s->id_a != s->id_b && s->id_b != s->id_other);
     return km;
 }
@@ -281,12 +218,12 @@ test_subset_copies_only_entries_below_and_their_keys(void **state)
     keys k = {0};
     tde_keymgr *km = make_source(f, &s), *cp;
     size_t l0, l1;
-    char *before = dir_image(f->dir, &l0), *after;
+    char *before = dir_image(f->k.dir, &l0), *after;
 
-    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->db);
+    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->k.db);
     assert_tde_ok(tde_keymgr_copy_subset(km, ckpt, f->dest, "cp", NULL, &n));
     assert_int_equal(n, 2);
-    after = dir_image(f->dir, &l1);
+    after = dir_image(f->k.dir, &l1);
     assert_int_equal(l0, l1);
     assert_memory_equal(before, after, l0);
     free(before);
@@ -311,7 +248,7 @@ test_subset_copies_only_entries_below_and_their_keys(void **state)
     }
 
     /* Re-rooted names, only the two entries; only their keys; the newest used one current. */
-    cp = open_copy(f, "cp", f->key1, true);
+    cp = open_copy(f, "cp", f->k.key1, true);
     assert_tde_ok(tde_keymgr_list_files(cp, collect_name, &nm));
     assert_int_equal(nm.n, 2);
     assert_true(has_name(&nm, "cp/a"));
@@ -327,13 +264,13 @@ test_subset_copies_only_entries_below_and_their_keys(void **state)
 
     /* After the source is gone, the copy opens read-write, adds files and rotates. */
     tde_keymgr_close(km);
-    test_rmtree(f->dir);
-    cp = open_copy(f, "cp", f->key1, false);
+    test_rmtree(f->k.dir);
+    cp = open_copy(f, "cp", f->k.key1, false);
     expect_file(cp, f->there, "a", s.id_a, s.ks_a);
     new_file(cp, f->there, "new", NULL, NULL);
     assert_tde_ok(tde_keymgr_rotate_data_key(cp));
     tde_keymgr_close(cp);
-    cp = open_copy(f, "cp", f->key1, false);
+    cp = open_copy(f, "cp", f->k.key1, false);
     expect_file(cp, f->there, "sub/b", s.id_b, s.ks_b);
     tde_keymgr_close(cp);
 }
@@ -351,32 +288,32 @@ test_subset_current_key_choice(void **state)
     names nm = {0};
     tde_keymgr *km = make_source(f, &s), *cp;
 
-    snprintf(ckpt, sizeof(ckpt), "%s/ckpt2", f->db);
+    snprintf(ckpt, sizeof(ckpt), "%s/ckpt2", f->k.db);
     assert_tde_ok(tde_keymgr_copy_subset(km, ckpt, f->dest, "x", NULL, &n));
     assert_int_equal(n, 1);
-    cp = open_copy(f, "x", f->key1, true);
+    cp = open_copy(f, "x", f->k.key1, true);
     assert_tde_ok(tde_keymgr_list_keys(cp, collect_key, &k));
     assert_int_equal(k.n, 1);
     assert_int_equal(k.current, s.id_other);
     tde_keymgr_close(cp);
     test_rmtree(f->dest);
 
-    snprintf(empty, sizeof(empty), "%s/empty", f->db);
+    snprintf(empty, sizeof(empty), "%s/empty", f->k.db);
     assert_tde_ok(tde_keymgr_copy_subset(km, empty, f->dest, "x", NULL, &n));
     assert_int_equal(n, 0);
-    cp = open_copy(f, "x", f->key1, true);
+    cp = open_copy(f, "x", f->k.key1, true);
     memset(&k, 0, sizeof(k));
     assert_tde_ok(tde_keymgr_list_keys(cp, collect_key, &k));
     assert_int_equal(k.n, 1);
     assert_false(k.current == s.id_a || k.current == s.id_b || k.current == s.id_other);
     tde_keymgr_close(cp);
-    tde_keymgr_close(open_copy(f, "x", f->key1, false)); /* and read-write */
+    tde_keymgr_close(open_copy(f, "x", f->k.key1, false)); /* and read-write */
     test_rmtree(f->dest);
 
     /* The root itself: every db entry, none of wal's. */
-    assert_tde_ok(tde_keymgr_copy_subset(km, f->db, f->dest, "d", NULL, &n));
+    assert_tde_ok(tde_keymgr_copy_subset(km, f->k.db, f->dest, "d", NULL, &n));
     assert_int_equal(n, 4);
-    cp = open_copy(f, "d", f->key1, true);
+    cp = open_copy(f, "d", f->k.key1, true);
     assert_tde_ok(tde_keymgr_list_files(cp, collect_name, &nm));
     assert_true(has_name(&nm, "d/ckpt/a") && has_name(&nm, "d/ckpt2/c") &&
                 has_name(&nm, "d/other") && !has_name(&nm, "d/w"));
@@ -394,7 +331,7 @@ test_subset_refuses_existing_dest_and_bad_args(void **state)
     tde_keymgr *km = make_source(f, &s);
     struct stat sb;
 
-    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->db);
+    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->k.db);
     mkdir(f->dest, 0755); /* an empty directory: rename(2) would replace it */
     assert_int_equal(tde_keymgr_copy_subset(km, ckpt, f->dest, "cp", NULL, &n), TDE_ERR_EXISTS);
     assert_non_null(strstr(tde_last_error(), f->dest));
@@ -409,7 +346,7 @@ test_subset_refuses_existing_dest_and_bad_args(void **state)
     assert_int_equal(rmdir(f->dest), 0);
 
     /* A data directory under no root, a root name with '/', no destination. */
-    assert_int_equal(tde_keymgr_copy_subset(km, f->tmp, f->dest, "cp", NULL, NULL),
+    assert_int_equal(tde_keymgr_copy_subset(km, f->k.tmp, f->dest, "cp", NULL, NULL),
                      TDE_ERR_INVALID_ARG);
     assert_non_null(strstr(tde_last_error(), "none of the"));
     assert_int_equal(tde_keymgr_copy_subset(km, ckpt, f->dest, "c/p", NULL, NULL),
@@ -432,21 +369,21 @@ test_subset_other_master_key(void **state)
                            .dir = f->dest,
                            .roots = &r,
                            .n_roots = 1,
-                           .master_key_uri = f->key1,
+                           .master_key_uri = f->k.key1,
                            .enforce = -1,
                            .read_only = true};
 
-    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->db);
-    snprintf(bad, sizeof(bad), "file://%s/no-such.key", f->tmp);
+    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->k.db);
+    snprintf(bad, sizeof(bad), "file://%s/no-such.key", f->k.tmp);
     assert_int_equal(tde_keymgr_copy_subset(km, ckpt, f->dest, "cp", bad, NULL),
                      TDE_ERR_INVALID_ARG);
     assert_non_null(strstr(tde_last_error(), bad));
     assert_non_null(strstr(tde_last_error(), "unusable"));
     assert_nothing_left(f);
 
-    assert_tde_ok(tde_keymgr_copy_subset(km, ckpt, f->dest, "cp", f->key2, NULL));
+    assert_tde_ok(tde_keymgr_copy_subset(km, ckpt, f->dest, "cp", f->k.key2, NULL));
     assert_int_equal(tde_keymgr_open(&cp, &c), TDE_ERR_AUTH);
-    cp = open_copy(f, "cp", f->key2, true);
+    cp = open_copy(f, "cp", f->k.key2, true);
     expect_file(cp, f->there, "a", s.id_a, s.ks_a);
     tde_keymgr_close(cp);
     tde_keymgr_close(km);
@@ -462,24 +399,24 @@ test_subset_from_read_only_follower(void **state)
     uint64_t n = 0, id_late;
     uint8_t ks_late[32];
     tde_keymgr *km = make_source(f, &s), *ro = NULL, *cp;
-    tde_keymgr_config rc = f->cfg;
+    tde_keymgr_config rc = f->k.cfg;
     size_t l0, l1;
     char *before, *after;
 
     rc.read_only = true;
     assert_tde_ok(tde_keymgr_open(&ro, &rc));
     assert_tde_ok(tde_keymgr_rotate_data_key(km));
-    new_file(km, f->db, "ckpt/late", &id_late, ks_late);
-    before = dir_image(f->dir, &l0);
-    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->db);
+    new_file(km, f->k.db, "ckpt/late", &id_late, ks_late);
+    before = dir_image(f->k.dir, &l0);
+    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->k.db);
     assert_tde_ok(tde_keymgr_copy_subset(ro, ckpt, f->dest, "cp", NULL, &n));
     assert_int_equal(n, 3);
-    after = dir_image(f->dir, &l1);
+    after = dir_image(f->k.dir, &l1);
     assert_int_equal(l0, l1);
     assert_memory_equal(before, after, l0);
     free(before);
     free(after);
-    cp = open_copy(f, "cp", f->key1, true);
+    cp = open_copy(f, "cp", f->k.key1, true);
     expect_file(cp, f->there, "late", id_late, ks_late);
     expect_file(cp, f->there, "a", s.id_a, s.ks_a);
     tde_keymgr_close(cp);
@@ -498,12 +435,12 @@ test_subset_read_only_resolves_interrupted_rename(void **state)
     uint64_t id_old, id_new, n = 0;
     uint8_t ks_old[32], ks_new[32];
     names nm = {0};
-    tde_keymgr *km = open_km(f), *ro = NULL, *cp;
-    tde_keymgr_config rc = f->cfg;
+    tde_keymgr *km = keymgr_fixture_open(&f->k), *ro = NULL, *cp;
+    tde_keymgr_config rc = f->k.cfg;
     pid_t pid;
     int ws;
 
-    snprintf(dir, sizeof(dir), "%s/ckpt", f->db);
+    snprintf(dir, sizeof(dir), "%s/ckpt", f->k.db);
     mkdir(dir, 0700);
     snprintf(src, sizeof(src), "%s/CURRENT.dbtmp", dir);
     snprintf(dst, sizeof(dst), "%s/CURRENT", dir);
@@ -515,7 +452,7 @@ test_subset_read_only_resolves_interrupted_rename(void **state)
     pid = fork();
     if (pid == 0) {
         tde_keymgr *c = NULL;
-        if (tde_keymgr_open(&c, &f->cfg) != TDE_OK)
+        if (tde_keymgr_open(&c, &f->k.cfg) != TDE_OK)
             _exit(2);
         tde_failpoint_arm("keymgr.rename.after_link", 1, 42);
         _exit(tde_keymgr_rename_file(c, src, dst) == TDE_OK ? 3 : 4);
@@ -529,7 +466,7 @@ test_subset_read_only_resolves_interrupted_rename(void **state)
     assert_tde_ok(tde_keymgr_copy_subset(ro, dir, f->dest, "cp", NULL, &n));
     assert_int_equal(n, 2);
     tde_keymgr_close(ro);
-    cp = open_copy(f, "cp", f->key1, true);
+    cp = open_copy(f, "cp", f->k.key1, true);
     assert_tde_ok(tde_keymgr_list_files(cp, collect_name, &nm));
     assert_int_equal(nm.n, 2);
     expect_file(cp, f->there, "CURRENT", id_old, ks_old);
@@ -549,10 +486,10 @@ test_subset_io_failures_leave_nothing(void **state)
     char ckpt[1200];
     tde_keymgr *km = make_source(f, &s), *cp;
     size_t l0, l1;
-    char *before = dir_image(f->dir, &l0), *after;
+    char *before = dir_image(f->k.dir, &l0), *after;
     int cases = 0, failures = 0;
 
-    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->db);
+    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", f->k.db);
     for (size_t o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
         unsigned long calls;
         tde_fileio_inject_reset();
@@ -574,12 +511,12 @@ test_subset_io_failures_leave_nothing(void **state)
             } else {
                 /* Only the second fsync of key.dict.bak's directory may fail harmlessly (the
                  * copy fsyncs its directory itself afterwards). */
-                cp = open_copy(f, "cp", f->key1, true);
+                cp = open_copy(f, "cp", f->k.key1, true);
                 expect_file(cp, f->there, "sub/b", s.id_b, s.ks_b);
                 tde_keymgr_close(cp);
                 test_rmtree(f->dest);
             }
-            after = dir_image(f->dir, &l1);
+            after = dir_image(f->k.dir, &l1);
             assert_int_equal(l0, l1);
             assert_memory_equal(before, after, l0);
             free(after);
@@ -588,10 +525,10 @@ test_subset_io_failures_leave_nothing(void **state)
     print_message("%d injected failures, %d reported\n", cases, failures);
     assert_true(failures >= cases - 1);
     free(before);
-    expect_file(km, f->db, "ckpt/a", s.id_a, s.ks_a);
+    expect_file(km, f->k.db, "ckpt/a", s.id_a, s.ks_a);
     tde_keymgr_close(km);
-    km = open_km(f);
-    expect_file(km, f->db, "ckpt/sub/b", s.id_b, s.ks_b);
+    km = keymgr_fixture_open(&f->k);
+    expect_file(km, f->k.db, "ckpt/sub/b", s.id_b, s.ks_b);
     tde_keymgr_close(km);
 }
 
