@@ -20,8 +20,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 extern const cipher_backend tde_cipher_backend_aes_vaes_avx512;
 
-/* The largest batch in lib/cipher/aes_vaes_avx512.c: 8 registers of 4 blocks. */
-#define BATCH_BYTES (8 * 64)
+/* The largest batch in lib/cipher/aes_vaes_avx512.c (TAIL): 12 registers of 4 blocks. */
+#define BATCH_BYTES (12 * 64)
 
 static const tde_method aes_methods[] = {TDE_METHOD_AES128_CTR, TDE_METHOD_AES192_CTR,
                                          TDE_METHOD_AES256_CTR};
@@ -144,13 +144,15 @@ counter_before_carry(uint8_t ctr[16], uint64_t *rng, size_t ones, unsigned befor
  * Every skip (0..15) and every length from 0 to four largest batches plus 33
  * bytes, in place and out of place, in exact-size heap buffers, at counters
  * with no carry and with carries across 2^32, 2^64 and the 2^128 wrap after
- * 1, 16, 31, 32, 33 and 100 blocks: the start, middle and end of a batch.
+ * 1, 16, 31, 32, 33, 47, 48 and 100 blocks: the start, middle and end of a
+ * batch (bulk batches are 32 blocks, the last one of a call up to 48).
  */
 static void
 test_aes_vaes_every_skip_and_length(void **state)
 {
-    static const unsigned wraps[] = {1, 16, 31, 32, 33, 100};
+    static const unsigned wraps[] = {1, 16, 31, 32, 33, 47, 48, 100};
     static const size_t widths[] = {4, 8, 16}; /* carry across 2^32, 2^64, 2^128 */
+    enum { N_WRAPS = sizeof(wraps) / sizeof(wraps[0]) };
     const cipher_backend *b = *state;
     const size_t max_len = 4 * BATCH_BYTES + 33;
     uint64_t rng = 0x0123456789abcdefu;
@@ -169,9 +171,9 @@ test_aes_vaes_every_skip_and_length(void **state)
         void *sched = key_new(b, m, key);
         /* Base 0: no carry nearby; then each width and wrap (AES-128 gets them all, the others
          * the 2^128 ones, which take the same path). */
-        for (size_t base = 0; base <= 3 * 6; base++) {
-            size_t ones = base == 0 ? 0 : widths[(base - 1) / 6];
-            unsigned wrap = base == 0 ? 0 : wraps[(base - 1) % 6];
+        for (size_t base = 0; base <= 3 * N_WRAPS; base++) {
+            size_t ones = base == 0 ? 0 : widths[(base - 1) / N_WRAPS];
+            unsigned wrap = base == 0 ? 0 : wraps[(base - 1) % N_WRAPS];
             if (mi != 0 && ones != 0 && ones != 16)
                 continue;
             uint8_t ctr[16];
