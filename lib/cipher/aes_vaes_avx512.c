@@ -25,7 +25,6 @@
 #define TARGET __attribute__((target("aes,vaes,avx512f,avx512bw")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
 
-#define MAX_ROUNDS 14
 /*
  * Registers (of 4 blocks) per bulk iteration; the last batch of a call has 1..TAIL of them.
  * Measured on Zen 5 (best of 15): 4, 8 and 16 registers reach the same bulk rate (~39 GB/s
@@ -300,8 +299,7 @@ ctr_run(const __m512i *rk, const int rounds, uint64_t hi, uint64_t lo, unsigned 
     }
 }
 
-/* One instance per key size, so that the round loops are unrolled and the keys stay in
- * registers. */
+/* One instance per key size, so that every round loop is unrolled. */
 #define RUN_FN(rounds)                                                                             \
     static TARGET void run_##rounds(const __m512i *rk, uint64_t hi, uint64_t lo, unsigned skip,    \
                                     const uint8_t *in, uint8_t *out, size_t len)                   \
