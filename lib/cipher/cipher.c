@@ -12,12 +12,13 @@
 
 extern const cipher_backend tde_cipher_backend_gcrypt;
 extern const cipher_backend tde_cipher_backend_openssl;
+extern const cipher_backend tde_cipher_backend_aes_vaes_avx512; /* x86-64 only */
 
 /* Every backend compiled in, fastest first. */
 static const cipher_backend *const all_backends[] = {
 #ifdef SM4_HAVE_X86
-    &tde_cipher_backend_sm4_gfni_avx512, &tde_cipher_backend_sm4_gfni_avx2,
-    &tde_cipher_backend_sm4_aesni,
+    &tde_cipher_backend_aes_vaes_avx512, &tde_cipher_backend_sm4_gfni_avx512,
+    &tde_cipher_backend_sm4_gfni_avx2,   &tde_cipher_backend_sm4_aesni,
 #endif
     &tde_cipher_backend_gcrypt,          &tde_cipher_backend_openssl,
 };
