@@ -15,6 +15,7 @@
 
 #include "cipher/backend.h"
 #include "tde/cipher.h"
+#include "kat_sp800_38a.h"
 #include "testutil.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -85,33 +86,18 @@ counter_add(uint8_t ctr[16], uint64_t n)
 static void
 test_aes_vaes_sp800_38a_vectors(void **state)
 {
-    static const struct {
-        tde_method m;
-        const char *key, *ct;
-    } v[] = {
-        {TDE_METHOD_AES128_CTR, "2b7e151628aed2a6abf7158809cf4f3c",
-         "874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff"
-         "5ae4df3edbd5d35e5b4f09020db03eab1e031dda2fbe03d1792170a0f3009cee"},
-        {TDE_METHOD_AES192_CTR, "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b",
-         "1abc932417521ca24f2b0459fe7e6e0b090339ec0aa6faefd5ccc2c6f4ce8e94"
-         "1e36b26bd1ebc670d1bd1d665620abf74f78a7f6d29809585a97daec58c6b050"},
-        {TDE_METHOD_AES256_CTR, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
-         "601ec313775789a5b7a7f504bbf3d228f443e3ca4d62b59aca84e990cacaf5c5"
-         "2b0930daa23de94ce87017ba2d84988ddfc9c58db67aada613c2dd08457941a6"},
-    };
-    const char *pt_hex = "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
-                         "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710";
     const cipher_backend *b = *state;
     uint8_t key[32], ctr[16], pt[64], ct[64], buf[64];
 
     if (!available(b))
         skip();
-    test_unhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff", ctr, sizeof(ctr));
-    test_unhex(pt_hex, pt, sizeof(pt));
-    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
-        assert_int_equal(test_unhex(v[i].key, key, sizeof(key)), tde_method_key_len(v[i].m));
-        test_unhex(v[i].ct, ct, sizeof(ct));
-        void *sched = key_new(b, v[i].m, key);
+    test_unhex(SP800_38A_CTR_INIT, ctr, sizeof(ctr));
+    test_unhex(SP800_38A_PLAINTEXT, pt, sizeof(pt));
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(test_unhex(sp800_38a_ctr[i].key, key, sizeof(key)),
+                         tde_method_key_len(sp800_38a_ctr[i].m));
+        test_unhex(sp800_38a_ctr[i].ct, ct, sizeof(ct));
+        void *sched = key_new(b, sp800_38a_ctr[i].m, key);
         assert_tde_ok(b->process(sched, ctr, 0, pt, buf, sizeof(pt)));
         assert_memory_equal(buf, ct, sizeof(ct));
         for (size_t cut = 0; cut <= sizeof(pt); cut++) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tde/cipher.h"
+#include "kat_sp800_38a.h"
 #include "testutil.h"
 
 static const tde_method ctr_methods[] = {TDE_METHOD_AES128_CTR, TDE_METHOD_AES192_CTR,
@@ -128,34 +129,16 @@ static void
 test_sp800_38a(void **state)
 {
     (void)state;
-    static const char *const pt_hex = "6bc1bee22e409f96e93d7e117393172a"
-                                      "ae2d8a571e03ac9c9eb76fac45af8e51"
-                                      "30c81c46a35ce411e5fbc1191a0a52ef"
-                                      "f69f2445df4f9b17ad2b417be66c3710";
-    static const struct {
-        tde_method m;
-        const char *key, *ct;
-    } v[] = {
-        {TDE_METHOD_AES128_CTR, "2b7e151628aed2a6abf7158809cf4f3c",
-         "874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff"
-         "5ae4df3edbd5d35e5b4f09020db03eab1e031dda2fbe03d1792170a0f3009cee"},
-        {TDE_METHOD_AES192_CTR, "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b",
-         "1abc932417521ca24f2b0459fe7e6e0b090339ec0aa6faefd5ccc2c6f4ce8e94"
-         "1e36b26bd1ebc670d1bd1d665620abf74f78a7f6d29809585a97daec58c6b050"},
-        {TDE_METHOD_AES256_CTR, "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
-         "601ec313775789a5b7a7f504bbf3d228f443e3ca4d62b59aca84e990cacaf5c5"
-         "2b0930daa23de94ce87017ba2d84988ddfc9c58db67aada613c2dd08457941a6"},
-    };
     char names[8][32];
     size_t nb = backend_names(names, 8);
     uint8_t iv[16], key[32], pt[64], ct[64], out[64];
-    test_unhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff", iv, 16);
-    test_unhex(pt_hex, pt, 64);
+    test_unhex(SP800_38A_CTR_INIT, iv, 16);
+    test_unhex(SP800_38A_PLAINTEXT, pt, 64);
     for (size_t b = 0; b < nb; b++) {
         for (size_t i = 0; i < 3; i++) {
-            test_unhex(v[i].key, key, 32);
-            test_unhex(v[i].ct, ct, 64);
-            tde_cipher *c = cipher_on(names[b], v[i].m, key);
+            test_unhex(sp800_38a_ctr[i].key, key, 32);
+            test_unhex(sp800_38a_ctr[i].ct, ct, 64);
+            tde_cipher *c = cipher_on(names[b], sp800_38a_ctr[i].m, key);
             if (c == NULL)
                 continue;
             assert_tde_ok(tde_cipher_process(c, iv, 0, pt, out, 64)); /* F.5.1/3/5 */
