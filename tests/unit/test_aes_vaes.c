@@ -16,6 +16,7 @@
 #include "cipher/backend.h"
 #include "tde/cipher.h"
 #include "kat_sp800_38a.h"
+#include "backend_check.h"
 #include "testutil.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -27,23 +28,6 @@ extern const cipher_backend tde_cipher_backend_aes_vaes_avx512;
 static const tde_method aes_methods[] = {TDE_METHOD_AES128_CTR, TDE_METHOD_AES192_CTR,
                                          TDE_METHOD_AES256_CTR};
 
-static bool
-available(const cipher_backend *b)
-{
-    if (b->supports(TDE_METHOD_AES128_CTR))
-        return true;
-    print_message("%s: this CPU lacks VAES/AVX-512; test skipped\n", b->name);
-    return false;
-}
-
-static void *
-key_new(const cipher_backend *b, tde_method m, const uint8_t *key)
-{
-    void *sched = NULL;
-    assert_tde_ok(b->key_new(&sched, m, key, tde_method_key_len(m)));
-    return sched;
-}
-
 static const EVP_CIPHER *
 evp_cipher(tde_method m)
 {
@@ -52,21 +36,7 @@ evp_cipher(tde_method m)
                                         : EVP_aes_256_ctr();
 }
 
-/* OpenSSL's AES-CTR from @p counter, skipping @p skip keystream bytes. Returns 0 on failure
- * (callable from threads, where cmocka's asserts are not). */
-static int
-openssl_ctr(tde_method m, const uint8_t *key, const uint8_t counter[16], unsigned skip,
-            const uint8_t *in, uint8_t *out, size_t len)
-{
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    uint8_t dummy[16] = {0};
-    int n = 0, ok = ctx != NULL &&
-                    EVP_EncryptInit_ex(ctx, evp_cipher(m), NULL, key, counter) == 1 &&
-                    EVP_EncryptUpdate(ctx, dummy, &n, dummy, (int)skip) == 1 &&
-                    (len == 0 || EVP_EncryptUpdate(ctx, out, &n, in, (int)len) == 1);
-    EVP_CIPHER_CTX_free(ctx);
-    return ok;
-}
+#define openssl_ctr(m, ...) openssl_ctr_ref(evp_cipher(m), __VA_ARGS__)
 
 /* ctr += n, as a 128-bit big-endian integer. */
 static void
@@ -89,7 +59,7 @@ test_aes_vaes_sp800_38a_vectors(void **state)
     const cipher_backend *b = *state;
     uint8_t key[32], ctr[16], pt[64], ct[64], buf[64];
 
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_AES128_CTR))
         skip();
     test_unhex(SP800_38A_CTR_INIT, ctr, sizeof(ctr));
     test_unhex(SP800_38A_PLAINTEXT, pt, sizeof(pt));
@@ -97,7 +67,7 @@ test_aes_vaes_sp800_38a_vectors(void **state)
         assert_int_equal(test_unhex(sp800_38a_ctr[i].key, key, sizeof(key)),
                          tde_method_key_len(sp800_38a_ctr[i].m));
         test_unhex(sp800_38a_ctr[i].ct, ct, sizeof(ct));
-        void *sched = key_new(b, sp800_38a_ctr[i].m, key);
+        void *sched = backend_key_new(b, sp800_38a_ctr[i].m, key);
         assert_tde_ok(b->process(sched, ctr, 0, pt, buf, sizeof(pt)));
         assert_memory_equal(buf, ct, sizeof(ct));
         for (size_t cut = 0; cut <= sizeof(pt); cut++) {
@@ -144,7 +114,7 @@ test_aes_vaes_every_skip_and_length(void **state)
     uint64_t rng = 0x0123456789abcdefu;
     uint8_t key[32];
 
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_AES128_CTR))
         skip();
     uint8_t *plain = malloc(max_len + 16), *expect = malloc(max_len + 16);
     assert_true(plain && expect);
@@ -154,7 +124,7 @@ test_aes_vaes_every_skip_and_length(void **state)
         tde_method m = aes_methods[mi];
         for (int i = 0; i < 32; i++)
             key[i] = (uint8_t)test_rand(&rng);
-        void *sched = key_new(b, m, key);
+        void *sched = backend_key_new(b, m, key);
         /* Base 0: no carry nearby; then each width and wrap (AES-128 gets them all, the others
          * the 2^128 ones, which take the same path). */
         for (size_t base = 0; base <= 3 * N_WRAPS; base++) {
@@ -206,7 +176,7 @@ test_aes_vaes_guard_pages(void **state)
     uint8_t key[16] = {9, 8, 7}, ctr[16];
     uint64_t rng = 42;
 
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_AES128_CTR))
         skip();
     counter_before_carry(ctr, &rng, 16, 20);
     /* guard | span bytes | guard */
@@ -219,7 +189,7 @@ test_aes_vaes_guard_pages(void **state)
     uint8_t *expect = malloc(max_len + 16), *zero = calloc(1, max_len + 16);
     assert_true(expect && zero);
     assert_true(openssl_ctr(TDE_METHOD_AES128_CTR, key, ctr, 0, zero, expect, max_len + 16));
-    void *sched = key_new(b, TDE_METHOD_AES128_CTR, key);
+    void *sched = backend_key_new(b, TDE_METHOD_AES128_CTR, key);
     for (size_t len = 0; len <= max_len; len++) {
         for (unsigned s = 0; s < 16; s++) {
             /* Starting right after the first guard page, then ending right before the second. */
@@ -246,7 +216,7 @@ test_aes_vaes_random_calls(void **state)
     const cipher_backend *b = *state;
     uint64_t rng = 0x5eed5eed12345678u;
 
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_AES128_CTR))
         skip();
     for (int iter = 0; iter < 600; iter++) {
         tde_method m = aes_methods[iter % 3];
@@ -266,7 +236,7 @@ test_aes_vaes_random_calls(void **state)
         for (size_t i = 0; i < len + align; i++)
             in[i] = (uint8_t)test_rand(&rng);
         assert_true(openssl_ctr(m, key, ctr, s, in + align, expect, len));
-        void *sched = key_new(b, m, key);
+        void *sched = backend_key_new(b, m, key);
         if (iter & 1) {
             assert_tde_ok(b->process(sched, ctr, s, in + align, in + align, len));
             assert_memory_equal(in + align, expect, len);
@@ -329,11 +299,11 @@ test_aes_vaes_threads_share_a_schedule(void **state)
     pthread_t t[N];
     thread_arg args[N];
 
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_AES128_CTR))
         skip();
     for (int i = 0; i < 32; i++)
         key[i] = (uint8_t)(i * 13 + 5);
-    void *sched = key_new(b, TDE_METHOD_AES256_CTR, key);
+    void *sched = backend_key_new(b, TDE_METHOD_AES256_CTR, key);
     for (int i = 0; i < N; i++) {
         args[i] = (thread_arg){b, sched, key, 1000 + (uint64_t)i, 0};
         assert_int_equal(pthread_create(&t[i], NULL, thread_main, &args[i]), 0);
@@ -359,9 +329,9 @@ test_aes_vaes_rejects_other_methods_and_bad_keys(void **state)
     assert_int_equal(b->key_new(&sched, TDE_METHOD_AES256_CTR, key, 24), TDE_ERR_INVALID_ARG);
     assert_int_equal(b->key_new(&sched, TDE_METHOD_SM4_CTR, key, 16), TDE_ERR_INVALID_ARG);
     assert_null(sched);
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_AES128_CTR))
         skip();
-    sched = key_new(b, TDE_METHOD_AES128_CTR, key);
+    sched = backend_key_new(b, TDE_METHOD_AES128_CTR, key);
     assert_int_equal(b->process(sched, iv, 16, buf, buf, sizeof(buf)), TDE_ERR_INVALID_ARG);
     b->key_free(sched);
 }

@@ -11,6 +11,7 @@
 
 #include "cipher/sm4.h"
 #include "tde/cipher.h"
+#include "backend_check.h"
 #include "testutil.h"
 
 /* GB/T 32907-2016, appendix A, example 1 (and example 2: 1,000,000 encryptions). */
@@ -18,22 +19,7 @@
 #define GBT_CT1 "681edf34d206965e86b3e94f536e4246"
 #define GBT_CT1M "595298c7c6fd271f0402f804c33d3f66"
 
-static bool
-available(const cipher_backend *b)
-{
-    if (b->supports(TDE_METHOD_SM4_CTR))
-        return true;
-    print_message("%s: this CPU lacks its instructions; test skipped\n", b->name);
-    return false;
-}
-
-static void *
-key_new(const cipher_backend *b, const uint8_t key[16])
-{
-    void *sched = NULL;
-    assert_tde_ok(b->key_new(&sched, TDE_METHOD_SM4_CTR, key, 16));
-    return sched;
-}
+#define openssl_ctr(...) assert_true(openssl_ctr_ref(EVP_sm4_ctr(), __VA_ARGS__))
 
 /* One SM4 block encryption: CTR keystream with the plaintext as counter. */
 static void
@@ -43,23 +29,6 @@ encrypt_block(const cipher_backend *b, void *sched, const uint8_t pt[16], uint8_
     assert_tde_ok(b->process(sched, pt, 0, zero, ct, 16));
 }
 
-/* OpenSSL's SM4-CTR from @p counter, skipping @p skip keystream bytes. */
-static void
-openssl_ctr(const uint8_t key[16], const uint8_t counter[16], unsigned skip, const uint8_t *in,
-            uint8_t *out, size_t len)
-{
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    uint8_t dummy[16];
-    int n = 0;
-
-    assert_non_null(ctx);
-    assert_int_equal(EVP_EncryptInit_ex(ctx, EVP_sm4_ctr(), NULL, key, counter), 1);
-    assert_int_equal(EVP_EncryptUpdate(ctx, dummy, &n, dummy, (int)skip), 1);
-    if (len != 0)
-        assert_int_equal(EVP_EncryptUpdate(ctx, out, &n, in, (int)len), 1);
-    EVP_CIPHER_CTX_free(ctx);
-}
-
 static void
 test_sm4_gbt32907_vectors(void **state)
 {
@@ -67,10 +36,10 @@ test_sm4_gbt32907_vectors(void **state)
     uint8_t key[16], expect[16], block[16], out[16];
     void *sched;
 
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_SM4_CTR))
         skip();
     test_unhex(GBT_KEY, key, sizeof(key));
-    sched = key_new(b, key);
+    sched = backend_key_new(b, TDE_METHOD_SM4_CTR, key);
     encrypt_block(b, sched, key, out);
     test_unhex(GBT_CT1, expect, sizeof(expect));
     assert_memory_equal(out, expect, 16);
@@ -92,7 +61,7 @@ test_sm4_matches_openssl_at_random_offsets(void **state)
     const cipher_backend *b = *state;
     uint64_t rng = 0x5eed5eed12345678u;
 
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_SM4_CTR))
         skip();
     for (int iter = 0; iter < 3000; iter++) {
         uint8_t key[16], ctr[16];
@@ -117,7 +86,7 @@ test_sm4_matches_openssl_at_random_offsets(void **state)
             in[i] = (uint8_t)test_rand(&rng);
         openssl_ctr(key, ctr, skip_bytes, in, expect, len);
 
-        void *sched = key_new(b, key);
+        void *sched = backend_key_new(b, TDE_METHOD_SM4_CTR, key);
         if (in_place) {
             assert_tde_ok(b->process(sched, ctr, skip_bytes, in, in, len));
             if (len != 0)
@@ -143,9 +112,9 @@ test_sm4_matches_openssl_at_batch_edges(void **state)
     static const unsigned skips[] = {0, 1, 15};
     uint8_t key[16] = {0x5a}, ctr[16] = {0xc3};
 
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_SM4_CTR))
         skip();
-    void *sched = key_new(b, key);
+    void *sched = backend_key_new(b, TDE_METHOD_SM4_CTR, key);
     for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
         for (int delta = -17; delta <= 17; delta++) {
             if ((long)bases[i] + delta < 1)
@@ -197,11 +166,11 @@ test_sm4_every_skip_and_length(void **state)
     uint8_t key[16];
     uint64_t rng = 0x0123456789abcdefu;
 
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_SM4_CTR))
         skip();
     for (int i = 0; i < 16; i++)
         key[i] = (uint8_t)test_rand(&rng);
-    void *sched = key_new(b, key);
+    void *sched = backend_key_new(b, TDE_METHOD_SM4_CTR, key);
     uint8_t *plain = malloc(max_len + 16), *expect = malloc(max_len + 16);
     assert_true(plain && expect);
     for (size_t i = 0; i < max_len + 16; i++)
@@ -248,7 +217,7 @@ test_sm4_split_calls_match_one_call(void **state)
     enum { LEN = 1500 };
     uint8_t *whole = malloc(LEN), *parts = malloc(LEN);
 
-    if (!available(b)) {
+    if (!backend_available(b, TDE_METHOD_SM4_CTR)) {
         free(whole);
         free(parts);
         skip();
@@ -257,7 +226,7 @@ test_sm4_split_calls_match_one_call(void **state)
     iv[15] = 0xf0;
     memset(whole, 0, LEN);
     memset(parts, 0, LEN);
-    void *sched = key_new(b, key);
+    void *sched = backend_key_new(b, TDE_METHOD_SM4_CTR, key);
     assert_tde_ok(b->process(sched, iv, 0, whole, whole, LEN));
     for (size_t cut = 0; cut <= LEN; cut += 37) {
         uint8_t ctr[16];
@@ -288,9 +257,9 @@ test_sm4_rejects_other_methods_and_bad_keys(void **state)
     assert_int_equal(b->key_new(&sched, TDE_METHOD_SM4_CTR, key, 32), TDE_ERR_INVALID_ARG);
     assert_int_equal(b->key_new(&sched, TDE_METHOD_AES128_CTR, key, 16), TDE_ERR_INVALID_ARG);
     assert_null(sched);
-    if (!available(b))
+    if (!backend_available(b, TDE_METHOD_SM4_CTR))
         skip();
-    sched = key_new(b, key);
+    sched = backend_key_new(b, TDE_METHOD_SM4_CTR, key);
     assert_int_equal(b->process(sched, iv, 16, buf, buf, sizeof(buf)), TDE_ERR_INVALID_ARG);
     b->key_free(sched);
 }
