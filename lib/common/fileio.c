@@ -1,4 +1,5 @@
 /* The metadata I/O layer: durable writes, appends, and the fault-injection hooks under them. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -194,6 +195,23 @@ tde_fileio_rename_noreplace(const char *from, const char *to)
     if (err != 0)
         return tde_error_set(TDE_ERR_IO, "%s: rename to %s failed: %s", from, to, strerror(err));
     return TDE_OK;
+}
+
+void
+tde_fileio_remove_flat_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[PATH_MAX];
+
+    if (d != NULL) {
+        while ((e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+                (size_t)snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) < sizeof(p))
+                (void)unlink(p);
+        closedir(d);
+    }
+    (void)rmdir(dir);
 }
 
 tde_status

@@ -61,6 +61,10 @@ TDE_MUST_USE tde_status tde_fileio_rename(const char *from, const char *to);
  */
 TDE_MUST_USE tde_status tde_fileio_rename_noreplace(const char *from, const char *to);
 
+/* Best effort, for clean-up after a failure: unlinks the files in @p dir (no subdirectories)
+ * and removes it. */
+void tde_fileio_remove_flat_dir(const char *dir);
+
 /* Opens @p dir and fsyncs it, so renames, creations and deletions in it are durable. */
 TDE_MUST_USE tde_status tde_fileio_fsync_dir(const char *dir);
 

@@ -35,6 +35,7 @@
 #include "common/fileio.h"
 #include "keymgr/filedict.h"
 #include "keymgr/keydict.h"
+#include "keymgr/newdir.h"
 #include "tde/keymgr.h"
 #include "tde/masterkey.h"
 
@@ -1674,10 +1675,7 @@ dir_prefix(tde_keymgr *km, const char *dir, char *out, size_t cap)
 typedef struct subset_walk {
     const char *prefix, *root;
     size_t plen;
-    char **names; /* re-rooted: "<root>/<relative to the data directory>" */
-    tde_file_entry *entries;
-    size_t n, cap;
-    bool oom;
+    keymgr_entries l; /* names re-rooted: "<root>/<relative to the data directory>" */
 } subset_walk;
 
 static int
@@ -1690,49 +1688,14 @@ collect_subset(void *arg, const char *name, const tde_file_entry *e)
     /* Reserved entries (interrupted renames) start with '/' and never match a prefix. */
     if (strncmp(name, w->prefix, w->plen) != 0 || name[w->plen] == '\0')
         return 0;
-    if (w->n == w->cap) {
-        size_t nc = w->cap ? 2 * w->cap : 64;
-        char **names = realloc(w->names, nc * sizeof(*names));
-        tde_file_entry *entries = names ? realloc(w->entries, nc * sizeof(*entries)) : NULL;
-        if (names != NULL)
-            w->names = names;
-        if (entries == NULL)
-            return w->oom = true;
-        w->entries = entries;
-        w->cap = nc;
-    }
     nl = strlen(name + w->plen);
     nn = malloc(rl + nl + 2);
-    if (nn == NULL)
-        return w->oom = true;
-    memcpy(nn, w->root, rl);
-    nn[rl] = '/';
-    memcpy(nn + rl + 1, name + w->plen, nl + 1);
-    w->names[w->n] = nn;
-    w->entries[w->n++] = *e;
-    return 0;
-}
-
-/* Best effort: removes the (flat) directory @p dir and the files in it. */
-static void
-remove_flat_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-
-    if (d != NULL) {
-        while ((e = readdir(d)) != NULL) {
-            char *p;
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            p = path_join(dir, e->d_name);
-            if (p != NULL)
-                (void)unlink(p);
-            free(p);
-        }
-        closedir(d);
+    if (nn != NULL) {
+        memcpy(nn, w->root, rl);
+        nn[rl] = '/';
+        memcpy(nn + rl + 1, name + w->plen, nl + 1);
     }
-    (void)rmdir(dir);
+    return !keymgr_entries_add(&w->l, nn, e);
 }
 
 static bool
@@ -1759,15 +1722,15 @@ subset_keydict(tde_keymgr *km, const subset_walk *w, tde_keydict *nk)
     tde_status st = TDE_OK;
 
     memset(nk, 0, sizeof(*nk));
-    used = malloc((w->n ? w->n : 1) * sizeof(*used));
+    used = malloc((w->l.n ? w->l.n : 1) * sizeof(*used));
     TDE_ENSURE(used != NULL, TDE_ERR_NOMEM, "key manager: out of memory");
-    for (size_t i = 0; i < w->n; i++) {
-        uint64_t id = w->entries[i].key_id;
+    for (size_t i = 0; i < w->l.n; i++) {
+        uint64_t id = w->l.entries[i].key_id;
         if (id_in(used, n_used, id))
             continue;
         TDE_ENSURE(tde_keydict_find(&km->kd, id) != NULL, TDE_ERR_CORRUPT,
                    "key manager %s: %s uses data key %016llx, which is not in %s", km->dir,
-                   w->names[i], (unsigned long long)id, TDE_KEYDICT_FILE);
+                   w->l.names[i], (unsigned long long)id, TDE_KEYDICT_FILE);
         used[n_used++] = id;
     }
     TDE_ERR(tde_keydict_copy(nk, &km->kd));
@@ -1804,34 +1767,6 @@ err:
     if (st != TDE_OK)
         tde_keydict_clear(nk);
     free(used);
-    return st;
-}
-
-/* Writes the copy into the empty directory @p tmp: file dictionary, then key.dict (and .bak). */
-static tde_status
-subset_write(const subset_walk *w, const tde_keydict *nk, tde_masterkey *mk, const char *tmp)
-{
-    tde_filedict_options fo = {.version = TDE_FILEDICT_OPTIONS_VERSION, .dir = tmp};
-    tde_filedict *fd = NULL;
-    char *kd_path = path_join(tmp, TDE_KEYDICT_FILE), bak[PATH_MAX];
-    tde_status st;
-
-    TDE_ENSURE(kd_path != NULL, TDE_ERR_NOMEM, "key manager: out of memory");
-    TDE_ERR(tde_keydict_mac_key(nk, fo.mac_key));
-    st = tde_filedict_open(&fd, &fo);
-    OPENSSL_cleanse(fo.mac_key, sizeof(fo.mac_key));
-    TDE_ERR(st);
-    TDE_ERR(tde_filedict_put_batch(fd, (const char *const *)w->names, w->entries, w->n));
-    tde_filedict_close(fd);
-    fd = NULL;
-    TDE_ERR(tde_keydict_store(nk, kd_path, mk));
-    /* tde_keydict_store() only logs a failed backup copy; a copy for another host needs both. */
-    snprintf(bak, sizeof(bak), "%s%s", kd_path, TDE_KEYDICT_BACKUP_SUFFIX);
-    TDE_ENSURE(access(bak, F_OK) == 0, TDE_ERR_IO, "%s: the backup copy was not written", bak);
-    TDE_ERR(tde_fileio_fsync_dir(tmp));
-err:
-    tde_filedict_close(fd);
-    free(kd_path);
     return st;
 }
 
@@ -1877,15 +1812,13 @@ tde_keymgr_copy_subset(tde_keymgr *km, const char *data_dir, const char *dest_di
     w.plen = strlen(prefix);
     w.root = dest_root_name;
     TDE_ERR(tde_filedict_foreach(km->fd, collect_subset, &w));
-    TDE_ENSURE(!w.oom, TDE_ERR_NOMEM, "key manager: out of memory");
-    for (size_t i = 0; i < w.n && km->n_ro_pending > 0;) {
+    TDE_ENSURE(!w.l.oom, TDE_ERR_NOMEM, "key manager: out of memory");
+    for (size_t i = 0; i < w.l.n && km->n_ro_pending > 0;) {
         char orig[PATH_MAX + 64];
-        snprintf(orig, sizeof(orig), "%s%s", prefix, w.names[i] + strlen(dest_root_name) + 1);
-        st = resolve_pending_read_only(km, orig, &w.entries[i], TDE_OK);
+        snprintf(orig, sizeof(orig), "%s%s", prefix, w.l.names[i] + strlen(dest_root_name) + 1);
+        st = resolve_pending_read_only(km, orig, &w.l.entries[i], TDE_OK);
         if (st == TDE_ERR_NOT_FOUND) { /* the rename did not happen: the file had no entry */
-            free(w.names[i]);
-            w.names[i] = w.names[--w.n];
-            w.entries[i] = w.entries[w.n];
+            keymgr_entries_remove(&w.l, i);
             continue;
         }
         TDE_ERR(st);
@@ -1901,7 +1834,7 @@ tde_keymgr_copy_subset(tde_keymgr *km, const char *data_dir, const char *dest_di
     TDE_ENSURE((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dest) < sizeof(tmp),
                TDE_ERR_INVALID_ARG, "key manager: path too long: %s", dest_dir);
     TDE_ENSURE(mkdtemp(tmp) != NULL, TDE_ERR_IO, "%s: mkdtemp: %s", tmp, strerror(errno));
-    st = subset_write(&w, &nk, own != NULL ? own : km->master, tmp);
+    st = keymgr_write_new_dir(tmp, &w.l, &nk, own != NULL ? own : km->master);
     if (st == TDE_OK)
         st = tde_fileio_rename_noreplace(tmp, dest);
     if (st == TDE_OK) {
@@ -1910,23 +1843,20 @@ tde_keymgr_copy_subset(tde_keymgr *km, const char *data_dir, const char *dest_di
     }
     if (st != TDE_OK) {
         snprintf(why, sizeof(why), "%s", tde_last_error());
-        remove_flat_dir(renamed ? dest : tmp);
+        tde_fileio_remove_flat_dir(renamed ? dest : tmp);
         st = tde_error_set(st, "key manager %s: copy to %s failed, nothing left behind: %s",
                            km->dir, dest_dir, why);
         goto err;
     }
     tde_log(TDE_LOG_INFO, "key manager %s: copied %zu entries below %s and %zu keys to %s", km->dir,
-            w.n, data_dir, nk.n_keys, dest);
+            w.l.n, data_dir, nk.n_keys, dest);
     if (n_files_out != NULL)
-        *n_files_out = w.n;
+        *n_files_out = w.l.n;
 err:
     if (locked)
         pthread_mutex_unlock(&km->write_mu);
     tde_keydict_clear(&nk);
     tde_masterkey_free(own);
-    for (size_t i = 0; i < w.n; i++)
-        free(w.names[i]);
-    free(w.names);
-    free(w.entries);
+    keymgr_entries_free(&w.l);
     return st;
 }

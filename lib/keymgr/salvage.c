@@ -5,9 +5,7 @@
  * dictionary snapshots and records by their MACs); unauthenticated bytes are
  * reported as lost, never used. The damaged directory is only read.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -22,6 +20,7 @@
 #include "common/fileio.h"
 #include "keymgr/filedict.h"
 #include "keymgr/keydict.h"
+#include "keymgr/newdir.h"
 #include "tde/keymgr.h"
 #include "tde/masterkey.h"
 
@@ -34,11 +33,7 @@ typedef struct salvage_ctx {
     tde_keydict merged;
     tde_filedict *fd;
     tde_keymgr_salvage_result res;
-    /* entries gathered for the new dictionary */
-    char **names;
-    tde_file_entry *entries;
-    size_t n, cap;
-    bool oom;
+    keymgr_entries l; /* entries gathered for the new dictionary */
 } salvage_ctx;
 
 static const char *const copy_names[N_COPIES] = {TDE_KEYDICT_FILE,
@@ -208,51 +203,12 @@ static int
 gather(void *arg, const char *name, const tde_file_entry *e)
 {
     salvage_ctx *c = arg;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        char **n = realloc(c->names, cap * sizeof(*n));
-        tde_file_entry *v = n ? realloc(c->entries, cap * sizeof(*v)) : NULL;
-        if (n != NULL)
-            c->names = n;
-        if (v == NULL) {
-            c->oom = true;
-            return 1;
-        }
-        c->entries = v;
-        c->cap = cap;
-    }
-    c->names[c->n] = strdup(name);
-    if (c->names[c->n] == NULL) {
-        c->oom = true;
-        return 1;
-    }
-    c->entries[c->n++] = *e;
-    return 0;
+    return !keymgr_entries_add(&c->l, strdup(name), e);
 }
 
-static void
-remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[PATH_MAX];
-
-    if (d != NULL) {
-        while ((e = readdir(d)) != NULL)
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-                snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-                unlink(p);
-            }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-/* Writes the merged keys and gathered entries into @p tmp, then proves it opens. */
 static tde_status
 write_dir(salvage_ctx *c, const char *tmp, tde_masterkey *mk)
 {
-    tde_filedict_options fo = {.version = TDE_FILEDICT_OPTIONS_VERSION, .dir = tmp};
     tde_keymgr_root root = {"fs", "/"};
     tde_keymgr_config cfg = {.version = TDE_KEYMGR_CONFIG_VERSION,
                              .dir = tmp,
@@ -261,8 +217,6 @@ write_dir(salvage_ctx *c, const char *tmp, tde_masterkey *mk)
                              .master_key_uri = c->o->master_key_uri,
                              .read_only = true,
                              .rotation_period_seconds = UINT64_MAX / 4};
-    char path[PATH_MAX];
-    tde_filedict *d = NULL;
     tde_keymgr *km = NULL;
     tde_secret *secret = NULL;
     tde_status st;
@@ -273,20 +227,12 @@ write_dir(salvage_ctx *c, const char *tmp, tde_masterkey *mk)
     c->merged.secret = secret;
     c->merged.flags |= TDE_KEYDICT_FLAG_FILEDICT;
     c->merged.generation++;
-    snprintf(path, sizeof(path), "%s/%s", tmp, TDE_KEYDICT_FILE);
-    TDE_RET(tde_keydict_store(&c->merged, path, mk));
-    TDE_RET(tde_keydict_mac_key(&c->merged, fo.mac_key));
-    st = tde_filedict_open(&d, &fo);
-    OPENSSL_cleanse(fo.mac_key, sizeof(fo.mac_key));
-    TDE_RET(st);
-    st = tde_filedict_put_batch(d, (const char *const *)c->names, c->entries, c->n);
-    tde_filedict_close(d);
-    TDE_RET(st);
+    TDE_RET(keymgr_write_new_dir(tmp, &c->l, &c->merged, mk));
     st = tde_keymgr_open(&km, &cfg);
     tde_keymgr_close(km);
     if (st != TDE_OK)
         return tde_error_set(st, "salvage: the new directory does not open: %s", tde_last_error());
-    return tde_fileio_fsync_dir(tmp);
+    return TDE_OK;
 }
 
 tde_status
@@ -318,12 +264,12 @@ tde_keymgr_salvage(const tde_keymgr_salvage_options *o, tde_keymgr_salvage_resul
     TDE_ERR(merge_keys(&c));
     TDE_ERR(read_filedict(&c, &lost, &c.res.lost_bytes));
     TDE_ERR(tde_filedict_foreach(c.fd, gather, &c));
-    TDE_ENSURE(!c.oom, TDE_ERR_NOMEM, "salvage: out of memory");
-    for (size_t i = 0; i < c.n; i++)
-        if (tde_keydict_find(&c.merged, c.entries[i].key_id) == NULL &&
-            c.entries[i].method != TDE_METHOD_PLAINTEXT) {
+    TDE_ENSURE(!c.l.oom, TDE_ERR_NOMEM, "salvage: out of memory");
+    for (size_t i = 0; i < c.l.n; i++)
+        if (tde_keydict_find(&c.merged, c.l.entries[i].key_id) == NULL &&
+            c.l.entries[i].method != TDE_METHOD_PLAINTEXT) {
             c.res.entries_missing_key++;
-            report(&c, TDE_SALVAGE_MISSING_KEY, NULL, c.entries[i].key_id, c.names[i],
+            report(&c, TDE_SALVAGE_MISSING_KEY, NULL, c.l.entries[i].key_id, c.l.names[i],
                    "no copy of the key dictionary holds this file's key: it is unreadable");
         }
 
@@ -339,24 +285,19 @@ tde_keymgr_salvage(const tde_keymgr_salvage_options *o, tde_keymgr_salvage_resul
     TDE_ENSURE(mkdtemp(tmp) != NULL, TDE_ERR_IO, "salvage: cannot create %s: %s", tmp,
                strerror(errno));
     TDE_ERR(write_dir(&c, tmp, mk));
-    TDE_ENSURE(renameat2(AT_FDCWD, tmp, AT_FDCWD, o->dest, RENAME_NOREPLACE) == 0,
-               errno == EEXIST ? TDE_ERR_EXISTS : TDE_ERR_IO, "salvage: rename %s to %s: %s", tmp,
-               o->dest, strerror(errno));
+    TDE_ERR(tde_fileio_rename_noreplace(tmp, o->dest));
     tmp[0] = '\0';
     TDE_ERR(tde_fileio_fsync_parent(o->dest));
     c.res.keys = c.merged.n_keys;
-    c.res.entries = c.n;
+    c.res.entries = c.l.n;
     c.res.complete = !lost && c.res.entries_missing_key == 0;
     if (out != NULL)
         *out = c.res;
 err:
     if (tmp[0] != '\0')
-        remove_tree(tmp);
+        tde_fileio_remove_flat_dir(tmp);
     tde_filedict_close(c.fd);
-    for (size_t i = 0; i < c.n; i++)
-        free(c.names[i]);
-    free(c.names);
-    free(c.entries);
+    keymgr_entries_free(&c.l);
     for (int i = 0; i < N_COPIES; i++)
         tde_keydict_clear(&c.kd[i]);
     tde_keydict_clear(&c.merged);
