@@ -672,6 +672,15 @@ mac_prefix(uint8_t prefix[16], uint64_t gen, uint64_t offset)
     put64(prefix + 8, offset);
 }
 
+/* Whether the REC_HEADER_LEN bytes at @p r are a well-formed record header. */
+static inline bool
+record_header_ok(const uint8_t *r)
+{
+    size_t blen = get16(r + 2);
+    return r[0] == REC_TAG && r[1] >= REC_PUT && r[1] <= REC_LINK &&
+           get16(r + 4) == (uint16_t)~blen && get16(r + 6) == 0 && blen <= REC_MAX_BODY;
+}
+
 /*
  * Checks one record at @p r (file offset @p off, @p left bytes available) and decodes it
  * into @p op (names point into @p r). *rec_len gets its length. *torn is set, with TDE_OK,
@@ -690,8 +699,7 @@ record_parse(const struct source *s, const uint8_t *r, size_t left, uint64_t off
         return TDE_OK;
     }
     blen = get16(r + 2);
-    if (r[0] != REC_TAG || r[1] < REC_PUT || r[1] > REC_LINK || get16(r + 4) != (uint16_t)~blen ||
-        get16(r + 6) != 0 || blen > REC_MAX_BODY) {
+    if (!record_header_ok(r)) {
         /* A crash can leave a zero-filled tail on some file systems. */
         if (all_zero(r, left)) {
             *torn = true;
@@ -1077,12 +1085,28 @@ load_newest(tde_filedict *d, struct table *t, int *fd, uint64_t *gen, uint64_t *
                          msg, *gen - 1, d->dir, d->dir);
 }
 
+/* d->mac: HMAC-SHA256 under @p key. */
+static tde_status
+mac_setup(tde_filedict *d, const uint8_t key[TDE_FILEDICT_MAC_KEY_LEN])
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    OSSL_PARAM params[2];
+
+    d->mac = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (d->mac == NULL || EVP_MAC_init(d->mac, key, TDE_FILEDICT_MAC_KEY_LEN, params) != 1) {
+        ERR_clear_error();
+        return tde_error_set(TDE_ERR_CRYPTO, "filedict: cannot set up HMAC-SHA256");
+    }
+    return TDE_OK;
+}
+
 tde_status
 tde_filedict_open(tde_filedict **out, const tde_filedict_options *o)
 {
     tde_filedict *d = NULL;
-    EVP_MAC *mac = NULL;
-    OSSL_PARAM params[2];
     uint64_t log_end = 0, snap_len = 0;
     bool torn = false;
     tde_status st;
@@ -1103,15 +1127,7 @@ tde_filedict_open(tde_filedict **out, const tde_filedict_options *o)
     d->dir = strdup(o->dir);
     TDE_ENSURE(d->dir != NULL, TDE_ERR_NOMEM, "filedict: out of memory");
 
-    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    d->mac = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
-    EVP_MAC_free(mac);
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (d->mac == NULL || EVP_MAC_init(d->mac, o->mac_key, TDE_FILEDICT_MAC_KEY_LEN, params) != 1) {
-        ERR_clear_error();
-        TDE_ERR(tde_error_set(TDE_ERR_CRYPTO, "filedict: cannot set up HMAC-SHA256"));
-    }
+    TDE_ERR(mac_setup(d, o->mac_key));
 
     st = load_newest(d, &d->t, &d->log_fd, &d->gen, &log_end, &torn, &snap_len);
     if (st == TDE_ERR_NOT_FOUND && !d->read_only && d->gen == 0) {
@@ -1587,8 +1603,6 @@ tde_filedict_parse_buffers(const uint8_t *snap, size_t snap_len, const uint8_t *
                            size_t *entries)
 {
     tde_filedict d = {.log_fd = -1};
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    OSSL_PARAM params[2];
     /* The generation is taken from the snapshot, so any generation's files can be parsed. */
     struct source s = {
         .d = &d, .path = "buffer", .gen = snap_len >= 24 ? get64(snap + 16) : 1, .verify = verify};
@@ -1596,14 +1610,7 @@ tde_filedict_parse_buffers(const uint8_t *snap, size_t snap_len, const uint8_t *
     bool torn;
     tde_status st;
 
-    d.mac = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
-    EVP_MAC_free(mac);
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (d.mac == NULL || EVP_MAC_init(d.mac, mac_key, TDE_FILEDICT_MAC_KEY_LEN, params) != 1) {
-        ERR_clear_error();
-        TDE_ERR(tde_error_set(TDE_ERR_CRYPTO, "filedict: cannot set up HMAC-SHA256"));
-    }
+    TDE_ERR(mac_setup(&d, mac_key));
     TDE_ERR(snapshot_parse(&s, snap, snap_len, &d.t));
     TDE_ERR(log_header_parse(&s, log, log_len));
     TDE_ERR(log_replay(&s, log + LOG_HEADER_LEN, log_len - LOG_HEADER_LEN, LOG_HEADER_LEN, &d.t,
@@ -1625,23 +1632,6 @@ struct salvage {
     bool lost;
     tde_status err; /* out of memory while applying */
 };
-
-static tde_status
-mac_setup(tde_filedict *d, const uint8_t key[TDE_FILEDICT_MAC_KEY_LEN])
-{
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    OSSL_PARAM params[2];
-
-    d->mac = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
-    EVP_MAC_free(mac);
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (d->mac == NULL || EVP_MAC_init(d->mac, key, TDE_FILEDICT_MAC_KEY_LEN, params) != 1) {
-        ERR_clear_error();
-        return tde_error_set(TDE_ERR_CRYPTO, "filedict: cannot set up HMAC-SHA256");
-    }
-    return TDE_OK;
-}
 
 static void
 salvage_event(struct salvage *v, tde_keymgr_salvage_kind kind, const char *file, uint64_t offset,
@@ -1691,8 +1681,7 @@ salvage_read(struct salvage *v, uint64_t gen, const char *ext, char *path, size_
 static bool
 salvage_candidate(const uint8_t *r, size_t left)
 {
-    return left >= REC_HEADER_LEN + MAC_LEN && r[0] == REC_TAG && r[1] >= REC_PUT &&
-           r[1] <= REC_LINK && (get16(r + 4) ^ get16(r + 2)) == 0xffffu && get16(r + 6) == 0;
+    return left >= REC_HEADER_LEN + MAC_LEN && record_header_ok(r);
 }
 
 /*
