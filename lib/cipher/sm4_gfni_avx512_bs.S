@@ -37,27 +37,21 @@
         .altmacro
         .text
 
-/* T_j = z2_j + rkb[4r + j] + z1_j (o: z2, the older register word; z1 from memory). */
-.macro SBOX_IN t, o, n, r, j, z1
-        vpxord zmm\t, zmm\o, DWORD PTR [rsi + 4 * (4 * \r + \j)]{1to16}
+/*
+ * The S-box input T_j = z1_j + z2_j + z3_j + rkb[4r + j], rounds in pairs that
+ * share s = z2 + z3: an even round makes s (over z3, which is in memory too)
+ * and takes z1 from memory; the odd one after it adds its z3, the word the
+ * even round made.
+ */
+.macro SBOX_IN_EVEN t, o, n, key, z1
+        vpxord zmm\n, zmm\n, zmm\o
+        vpbroadcastd zmm\t, DWORD PTR [rsi + \key]
         vpternlogd zmm\t, zmm\n, ZMMWORD PTR [rdi + \z1], 0x96
 .endm
 
-/* One round of group g: r the round, o/n/f the first registers of the three sets. */
-.macro ROUND_G g, r, o, n, f
-        .irp j, 0, 1, 2, 3
-        SBOX_IN %(24 + j), %(o + j), %(n + j), r, j, %(1024 * g + 64 * (4 * ((r + 1) % 4) + j))
-        .endr
-        .irp j, 0, 1, 2, 3
-        SBOX_OUT %(f + j), %(24 + j)
-        .endr
-        SUM_P1 %(f), %(f + 1), %(f + 2), %(f + 3)
-        .irp j, 0, 1, 2, 3
-        COMBINE %(f + j), %(1024 * g + 64 * (4 * (r % 4) + j))
-        .endr
-        .irp j, 0, 1, 2, 3
-        FINISH %(f + j), %(24 + j), %(24 + ((j + 1) % 4)), %(1024 * g + 64 * (4 * (r % 4) + j))
-        .endr
+.macro SBOX_IN_ODD t, s, z3, key
+        vpbroadcastd zmm\t, DWORD PTR [rsi + \key]
+        vpternlogd zmm\t, zmm\s, zmm\z3, 0x96
 .endm
 
 /* P1 = PRE C1 S(T) into f, P0 = PRE C0 S(T) over T. */
@@ -66,71 +60,99 @@
         vgf2p8affineinvqb zmm\t, zmm\t, zmm30, SM4_GFNI_BS_M0_CONST
 .endm
 
-.macro SUM_P1 a, b, c, d
-        vpxord zmm29, zmm\a, zmm\b
-        vpternlogd zmm29, zmm\c, zmm\d, 0x96
+/* o = z0_j + P0_j + P0_j+1 (z0: the word this round replaces). */
+.macro ADD_P0 o, p, q, z0
+        vmovdqa64 zmm\o, ZMMWORD PTR [rdi + \z0]
+        vpternlogd zmm\o, zmm\p, zmm\q, 0x96
 .endm
 
-/* P1_j + sum P1 + z0_j (z0 the word this round replaces). */
-.macro COMBINE f, z0
-        vpternlogd zmm\f, zmm29, ZMMWORD PTR [rdi + \z0], 0x96
+/* zmm24 = the sum of the four P1. */
+.macro SUM_P1
+        vpxord zmm24, zmm20, zmm21
+        vpternlogd zmm24, zmm22, zmm23, 0x96
 .endm
 
-/* + P0_j + P0_j+1: the new word, stored over z0. */
-.macro FINISH f, p, q, z0
-        vpternlogd zmm\f, zmm\p, zmm\q, 0x96
-        vmovdqa64 ZMMWORD PTR [rdi + \z0], zmm\f
+/* + P1_j + sum P1: the new word, stored over z0. */
+.macro FINISH o, f, z0
+        vpternlogd zmm\o, zmm\f, zmm24, 0x96
+        vmovdqa64 ZMMWORD PTR [rdi + \z0], zmm\o
 .endm
 
-.macro ROUND r
-        ROUND_G 0, r, %(4 * (r % 3)), %(4 * ((r + 1) % 3)), %(4 * ((r + 2) % 3))
-        ROUND_G 1, r, %(12 + 4 * (r % 3)), %(12 + 4 * ((r + 1) % 3)), %(12 + 4 * ((r + 2) % 3))
-.endm
-
-/* Maps word w of group g through zmm28 into registers reg..reg+3 and back to st. */
-.macro MAP g, w, reg
+/*
+ * One round of group g, whose registers a..a+3 and a+4..a+7 hold z2 and z3 at
+ * even rounds; an even round leaves the new word in the first four and s in
+ * the others, the odd round after it its new word there.
+ */
+.macro ROUND_G g, r, a
+        .if r % 2 == 0
         .irp j, 0, 1, 2, 3
-        MAP1 %(reg + j), %(1024 * g + 64 * (4 * w + j))
+        SBOX_IN_EVEN %(16 + j), %(a + j), %(a + 4 + j), %(4 * (4 * r + j)), %(1024 * g + 64 * (4 * ((r + 1) % 4) + j))
+        .endr
+        .set dst, a
+        .else
+        .irp j, 0, 1, 2, 3
+        SBOX_IN_ODD %(16 + j), %(a + 4 + j), %(a + j), %(4 * (4 * r + j))
+        .endr
+        .set dst, a + 4
+        .endif
+        .irp j, 0, 1, 2, 3
+        SBOX_OUT %(20 + j), %(16 + j)
+        .endr
+        .irp j, 0, 1, 2, 3
+        ADD_P0 %(dst + j), %(16 + j), %(16 + ((j + 1) % 4)), %(1024 * g + 64 * (4 * (r % 4) + j))
+        .endr
+        SUM_P1
+        .irp j, 0, 1, 2, 3
+        FINISH %(dst + j), %(20 + j), %(1024 * g + 64 * (4 * (r % 4) + j))
         .endr
 .endm
 
-.macro MAP1 reg, off
-        vmovdqa64 zmm\reg, ZMMWORD PTR [rdi + \off]
-        vgf2p8affineqb zmm\reg, zmm\reg, zmm28, 0
-        vmovdqa64 ZMMWORD PTR [rdi + \off], zmm\reg
+/* Round r of the first @p groups groups. */
+.macro ROUND r, groups
+        ROUND_G 0, r, 0
+        .if groups > 1
+        ROUND_G 1, r, 8
+        .endif
 .endm
 
-        .globl tde_sm4_bs_rounds
-        .hidden tde_sm4_bs_rounds
-        .type tde_sm4_bs_rounds, @function
+/* Loads word w of group g into registers reg..reg+3. */
+.macro LOAD g, w, reg
+        .irp j, 0, 1, 2, 3
+        LOAD1 %(reg + j), %(1024 * g + 64 * (4 * w + j))
+        .endr
+.endm
+
+.macro LOAD1 reg, off
+        vmovdqa64 zmm\reg, ZMMWORD PTR [rdi + \off]
+.endm
+
+/* The kernel for @p groups groups (1 or 2). */
+.macro KERNEL name, groups
+        .globl \name
+        .hidden \name
+        .type \name, @function
         .p2align 6
-tde_sm4_bs_rounds:
+\name:
         endbr64
-        vpbroadcastq zmm28, QWORD PTR [rdx]
-        vpbroadcastq zmm30, QWORD PTR [rdx + 8]
-        vpbroadcastq zmm31, QWORD PTR [rdx + 16]
-        /* Into the premapped form; X2, X3 stay in sets 0 and 1 (round 0's o and n). */
-        MAP 0, 0, 8
-        MAP 0, 1, 8
-        MAP 0, 2, 0
-        MAP 0, 3, 4
-        MAP 1, 0, 20
-        MAP 1, 1, 20
-        MAP 1, 2, 12
-        MAP 1, 3, 16
+        vpbroadcastq zmm30, QWORD PTR [rdx]
+        vpbroadcastq zmm31, QWORD PTR [rdx + 8]
+        .irp g, 0, 1
+        .if g < groups
+        LOAD g, 2, %(8 * g)
+        LOAD g, 3, %(8 * g + 4)
+        .endif
+        .endr
         .set rnd, 0
         .rept 32
-        ROUND %rnd
+        ROUND %rnd, groups
         .set rnd, rnd + 1
-        .endr
-        /* Back from the premapped form. */
-        vpbroadcastq zmm28, QWORD PTR [rdx + 24]
-        .irp w, 0, 1, 2, 3
-        MAP 0, w, 0
-        MAP 1, w, 4
         .endr
         vzeroupper
         ret
-        .size tde_sm4_bs_rounds, . - tde_sm4_bs_rounds
+        .size \name, . - \name
+.endm
+
+        KERNEL tde_sm4_bs_rounds, 2
+        KERNEL tde_sm4_bs_rounds1, 1
 
         .section .note.GNU-stack, "", @progbits
