@@ -28,18 +28,14 @@
 #define TARGET __attribute__((target("gfni,avx512f,avx512bw,avx512vl")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
 #define WIDTH 16     /* blocks per register, word-sliced */
-#define GROUPS 4     /* most word-sliced groups in a batch */
+#define GROUPS 9     /* most word-sliced groups in a batch */
 #define BS_BLOCKS 64 /* blocks per byte-sliced group */
 #define BS_GROUPS 2  /* byte-sliced groups per batch (the kernel's) */
 
-/*
- * sm4_gfni_avx512_bs.S: the 32 rounds on two groups (one for ...1) in the
- * layout bs_init writes, in place.
- */
-__attribute__((visibility("hidden"))) void
-tde_sm4_bs_rounds(__m512i st[][16], const uint32_t rkb[SM4_ROUNDS * 4], const uint64_t mats[2]);
-__attribute__((visibility("hidden"))) void
-tde_sm4_bs_rounds1(__m512i st[][16], const uint32_t rkb[SM4_ROUNDS * 4], const uint64_t mats[2]);
+/* sm4_gfni_avx512_bs.S: the 32 rounds on two groups in the layout bs_init writes, in place. */
+__attribute__((visibility("hidden"))) void tde_sm4_bs_rounds(__m512i st[BS_GROUPS][16],
+                                                             const uint32_t rkb[SM4_ROUNDS * 4],
+                                                             const uint64_t mats[2]);
 
 /*
  * One round: x0 ^ T(t) with T = L(tau(.)): the S-box on every byte, then
@@ -262,32 +258,29 @@ bs_output(const __m512i mapped[16], const sm4_io *where, bool direct, unsigned c
     }
 }
 
-/* XORs the keystream of @p groups byte-sliced groups (1 to 3) into the chunks @p io names. */
-INLINE void
-bs_batch(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io, const int groups)
+/* XORs the keystream of the two byte-sliced groups (128 blocks) into the chunks @p io names. */
+static TARGET void
+bs_batch(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io)
 {
     static const uint64_t mats[2] = {SM4_GFNI_BS_M0_MATRIX, SM4_GFNI_BS_M1_MATRIX};
-    __m512i st[3][16]; /* keystream after the rounds: wiped below */
+    __m512i st[BS_GROUPS][16]; /* keystream after the rounds: wiped below */
     uint32_t w[4];
-    const unsigned blocks = (unsigned)groups * BS_BLOCKS;
+    const unsigned blocks = BS_GROUPS * BS_BLOCKS;
     const bool wraps = counter_words(ctr, w, blocks);
 
-    for (int g = 0; g < groups; g++)
+    for (int g = 0; g < BS_GROUPS; g++)
         bs_init(st[g], w, ctr, (unsigned)g, wraps);
-    if (groups >= 2)
-        tde_sm4_bs_rounds(st, sched + SM4_ROUNDS, mats);
-    if (groups != 2)
-        tde_sm4_bs_rounds1(st + (groups - 1), sched + SM4_ROUNDS, mats);
+    tde_sm4_bs_rounds(st, sched + SM4_ROUNDS, mats);
     const sm4_io where = *io;
     const bool direct = where.first == 0 && where.end >= blocks / 4;
-    for (int g = 0; g < groups; g++)
+    for (int g = 0; g < BS_GROUPS; g++)
         bs_output(st[g], &where, direct, (unsigned)g * (BS_BLOCKS / 4));
     /*
      * Wipe the keystream with vector stores the compiler may neither drop nor
      * turn into rep stos (OPENSSL_cleanse's byte loop and rep stos each cost a
      * fifth of a batch).
      */
-    for (int g = 0; g < groups; g++)
+    for (int g = 0; g < BS_GROUPS; g++)
         for (int r = 0; r < 16; r++)
             *(volatile __m512i *)&st[g][r] = _mm512_setzero_si512();
 }
@@ -298,17 +291,10 @@ bs_batch(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io, const i
     {                                                                                              \
         ws_batch(sched, ctr, io, n, 0);                                                            \
     }
-#define BS_FN(n)                                                                                   \
-    static TARGET void bs_##n(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io)      \
-    {                                                                                              \
-        bs_batch(sched, ctr, io, n);                                                               \
-    }
 WS_FN(1)
 WS_FN(2)
-
-BS_FN(1)
-BS_FN(2)
-BS_FN(3)
+WS_FN(4)
+WS_FN(9)
 
 /* Sizes in word-sliced groups of 16 blocks; 8 is the byte-sliced kernel's 128 blocks. */
 static const sm4_impl impl = {
@@ -318,9 +304,9 @@ static const sm4_impl impl = {
         {
             {1, ws_1},
             {2, ws_2},
-            {4, bs_1},
-            {8, bs_2},
-            {12, bs_3},
+            {4, ws_4},
+            {8, bs_batch},
+            {9, ws_9},
         },
 };
 

@@ -142,17 +142,21 @@
         LOAD g, 3, %(8 * g + 4)
         .endif
         .endr
-        .set rnd, 0
-        .rept 32
-        ROUND %rnd, groups
-        .set rnd, rnd + 1
-        .endr
+        /* Eight times four rounds: the pattern of registers and words repeats every four. */
+        mov eax, 8
+1:
+        ROUND 0, groups
+        ROUND 1, groups
+        ROUND 2, groups
+        ROUND 3, groups
+        add rsi, 64
+        dec eax
+        jnz 1b
         vzeroupper
         ret
         .size \name, . - \name
 .endm
 
         KERNEL tde_sm4_bs_rounds, 2
-        KERNEL tde_sm4_bs_rounds1, 1
 
         .section .note.GNU-stack, "", @progbits
