@@ -177,6 +177,7 @@ bs_init(__m512i st[16], const uint32_t w[4], const uint8_t ctr[16], unsigned g, 
             0x3f3b37332f2b2723, 0x1f1b17130f0b0703, 0x3e3a36322e2a2622, 0x1e1a16120e0a0602,
             0x3d3935312d292521, 0x1d1915110d090501, 0x3c3834302c282420, 0x1c1814100c080400);
         const uint32_t lo = w[3] + g * BS_BLOCKS, hi = lo + 256;
+#pragma GCC unroll 16
         for (int i = 0; i < 3; i++)
             for (int j = 0; j < 4; j++)
                 x[4 * i + j] = _mm512_set1_epi8((char)(w[i] >> (8 * j)));
@@ -221,24 +222,22 @@ bs_output(const __m512i mapped[16], const sm4_io *where, bool direct, unsigned c
          * 3 - b/4: st[15 - b]. Transpose the 16x16 bytes in every 128-bit lane:
          * after the byte, 16-, 32- and 64-bit unpack stages, a[c] holds column c.
          */
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int m = 0; m < 8; m++) {
         b[m] = _mm512_unpacklo_epi8(st[15 - 2 * m], st[14 - 2 * m]);
         b[8 + m] = _mm512_unpackhi_epi8(st[15 - 2 * m], st[14 - 2 * m]);
     }
-#pragma GCC unroll 8
-    for (int h = 0; h < 2; h++)
-        for (int n = 0; n < 4; n++) {
-            a[8 * h + n] = _mm512_unpacklo_epi16(b[8 * h + 2 * n], b[8 * h + 2 * n + 1]);
-            a[8 * h + 4 + n] = _mm512_unpackhi_epi16(b[8 * h + 2 * n], b[8 * h + 2 * n + 1]);
-        }
-#pragma GCC unroll 8
-    for (int h = 0; h < 4; h++)
-        for (int p = 0; p < 2; p++) {
-            b[4 * h + p] = _mm512_unpacklo_epi32(a[4 * h + 2 * p], a[4 * h + 2 * p + 1]);
-            b[4 * h + 2 + p] = _mm512_unpackhi_epi32(a[4 * h + 2 * p], a[4 * h + 2 * p + 1]);
-        }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) { /* h = i / 4, n = i % 4 */
+        a[8 * (i / 4) + i % 4] = _mm512_unpacklo_epi16(b[2 * i], b[2 * i + 1]);
+        a[8 * (i / 4) + 4 + i % 4] = _mm512_unpackhi_epi16(b[2 * i], b[2 * i + 1]);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 8; i++) { /* h = i / 2, p = i % 2 */
+        b[4 * (i / 2) + i % 2] = _mm512_unpacklo_epi32(a[2 * i], a[2 * i + 1]);
+        b[4 * (i / 2) + 2 + i % 2] = _mm512_unpackhi_epi32(a[2 * i], a[2 * i + 1]);
+    }
+#pragma GCC unroll 16
     for (int h = 0; h < 8; h++) {
         a[2 * h] = _mm512_unpacklo_epi64(b[2 * h], b[2 * h + 1]);
         a[2 * h + 1] = _mm512_unpackhi_epi64(b[2 * h], b[2 * h + 1]);
@@ -268,21 +267,23 @@ bs_batch(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io)
     const unsigned blocks = BS_GROUPS * BS_BLOCKS;
     const bool wraps = counter_words(ctr, w, blocks);
 
+#pragma GCC unroll 2
     for (int g = 0; g < BS_GROUPS; g++)
         bs_init(st[g], w, ctr, (unsigned)g, wraps);
     tde_sm4_bs_rounds(st, sched + SM4_ROUNDS, mats);
     const sm4_io where = *io;
     const bool direct = where.first == 0 && where.end >= blocks / 4;
+#pragma GCC unroll 2
     for (int g = 0; g < BS_GROUPS; g++)
         bs_output(st[g], &where, direct, (unsigned)g * (BS_BLOCKS / 4));
-    /*
-     * Wipe the keystream with vector stores the compiler may neither drop nor
-     * turn into rep stos (OPENSSL_cleanse's byte loop and rep stos each cost a
-     * fifth of a batch).
-     */
-    for (int g = 0; g < BS_GROUPS; g++)
-        for (int r = 0; r < 16; r++)
-            *(volatile __m512i *)&st[g][r] = _mm512_setzero_si512();
+        /*
+         * Wipe the keystream with vector stores the compiler may neither drop nor
+         * turn into rep stos (OPENSSL_cleanse's byte loop and rep stos each cost a
+         * fifth of a batch).
+         */
+#pragma GCC unroll 32
+    for (int i = 0; i < BS_GROUPS * 16; i++)
+        *(volatile __m512i *)&st[i / 16][i % 16] = _mm512_setzero_si512();
 }
 
 /* One instance per batch size, so that every loop over groups is unrolled. */
