@@ -1,35 +1,43 @@
 /*
  * SM4's 32 rounds on two byte-sliced groups of 64 blocks (GFNI + AVX-512F),
- * called by sm4_gfni_avx512.c for its bulk batches:
+ * for the 128-block batches of sm4_gfni_avx512.c:
  *
- *   void tde_sm4_bs_rounds(uint8_t st[2][16][64], const uint32_t rkb[128],
- *                          const uint64_t mats[4]);
+ *   void tde_sm4_bs_rounds(__m512i st[2][16], const uint32_t rkb[128],
+ *                          const uint64_t mats[2]);
  *
- * st[g][4w + j] is byte j (0 = least significant) of word w of the 64 blocks
- * of group g, in place: counters in, X32..X35 out (64-byte aligned). rkb[4i +
- * j] is PRE (byte j of round key i) + pre_c in every byte; mats are the
- * GF2P8AFFINE matrices PRE, BS_M0, BS_M1, BS_UNMAP (sm4_consts.h, where
- * docs/ciphers.md derives them). Reads and writes only these arguments.
+ * st[g][4w + j] holds byte j (0 = least significant) of word w of the 64
+ * blocks of group g, premapped (below): counters in, X32..X35 out, in place.
+ * rkb[4i + j] is PRE (byte j of round key i) + pre_c in all four bytes, mats
+ * the GF2P8AFFINEINVQB matrices BS_M0 and BS_M1 (sm4_consts.h; derived in
+ * tools/sm4_sbox/sm4_sbox.py, explained in docs/ciphers.md). It reads and
+ * writes nothing else (no caller data: ASan does not see inside).
  *
- * The state is kept premapped, z = PRE x per byte, so that the S-box input
- * z1 + z2 + z3 + rkb is ready for GF2P8AFFINEINVQB; its two matrices give PRE
- * C0 S and PRE C1 S, from which L is XORs of byte registers:
+ * The state is premapped, z = PRE x on every byte (PRE's linear part), so
+ * that the S-box input PRE t + pre_c = z1 + z2 + z3 + rkb needs no
+ * GF2P8AFFINEQB, and the two GF2P8AFFINEINVQB matrices give P0 = PRE C0 S and
+ * P1 = PRE C1 S; L's rotations by 8, 16, 24 are the choice of byte register
+ * and its rotation by 2 is in C0, C1:
  *   new_j = z0_j + P0_j + P0_j+1 + P1_j + (P1_0 + P1_1 + P1_2 + P1_3).
- * 8 GFNI and 18 other vector instructions per group and round.
+ * Rounds go in pairs sharing s = z2 + z3. Per group and round: 8 GFNI and
+ * 16 other vector instructions (word-sliced: 24 GFNI or rotations and 20
+ * others for the same 64 blocks).
  *
- * Registers: a group's state is 1 KiB, 16 registers; two of them (needed to
- * hide a round's latency, one group's round is a dependent chain) would not
- * fit. So each word is stored once, when computed, and its two newest words
- * stay in registers: three sets of four per group (the newest, the one
- * before, and the set the next word goes into), rotating every round:
- *   zmm0-11   group 0's sets, zmm12-23 group 1's;
- *   zmm24-27  T: the S-box input, then P0 (shared by the groups: renaming
- *             lets the groups' rounds overlap all the same);
- *   zmm29     the sum of the P1; zmm30, zmm31 BS_M0, BS_M1; zmm28 PRE or
- *             BS_UNMAP at the start and the end.
- * The two older words and the round key are memory operands (load ports, not
- * vector ALU ones). Fully unrolled: the register rotation (period 3) and the
- * word in memory (period 4) are assembly-time constants.
+ * Registers: a group's state is 16 registers and a round of one group is a
+ * dependent chain (about 12 cycles); two groups in flight hide it, but 32
+ * registers do not hold two states. So each new word is stored once and only
+ * the two newest words of each group stay in registers, the older two being
+ * memory operands (load ports, not vector ALU ones):
+ *   zmm0-7    group 0: z2 then z3 (an even round leaves its new word in
+ *             zmm0-3 and s in zmm4-7, the odd one its new word in zmm4-7);
+ *   zmm8-15   group 1, the same;
+ *   zmm16-19  T: the S-box input with the round key, then P0;
+ *   zmm20-23  P1; zmm24 the sum of the P1;
+ *   zmm30-31  BS_M0, BS_M1.
+ * T, P1 and the sum are shared by the groups (renaming still lets their
+ * rounds overlap; measured: no gain from separate ones). The loop body is
+ * four rounds: the registers repeat every two, the words in memory every four
+ * (unrolled 32 rounds were 16 KiB of code and thrashed the instruction cache
+ * beside the word-sliced path).
  */
 #include "cipher/sm4_consts.h"
 
