@@ -86,8 +86,12 @@ sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t key_len)
             ck = ck << 8 | (uint32_t)(((4 * i + j) * 7) & 0xff);
         rk[i] = k[i & 3] ^ key_transform(k[(i + 1) & 3] ^ k[(i + 2) & 3] ^ k[(i + 3) & 3] ^ ck);
         k[i & 3] = rk[i];
-        for (int j = 0; j < 4; j++)
-            rk[SM4_ROUNDS + 4 * i + j] = gfni_pre(rk[i] >> (8 * j) & 0xff) * 0x01010101u;
+        rk[SM4_ROUNDS * 5 + i] = 0;
+        for (int j = 0; j < 4; j++) {
+            uint32_t b = gfni_pre(rk[i] >> (8 * j) & 0xff);
+            rk[SM4_ROUNDS + 4 * i + j] = b * 0x01010101u;
+            rk[SM4_ROUNDS * 5 + i] |= b << (8 * j);
+        }
     }
     OPENSSL_cleanse(k, sizeof(k));
     *sched = s;

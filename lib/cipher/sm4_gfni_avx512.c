@@ -28,14 +28,20 @@
 #define TARGET __attribute__((target("gfni,avx512f,avx512bw,avx512vl")))
 #define INLINE TARGET __attribute__((always_inline)) static inline
 #define WIDTH 16     /* blocks per register, word-sliced */
-#define GROUPS 9     /* most word-sliced groups in a batch */
+#define GROUPS 4     /* most word-sliced groups in a batch */
 #define BS_BLOCKS 64 /* blocks per byte-sliced group */
 #define BS_GROUPS 2  /* byte-sliced groups per batch (the kernel's) */
 
-/* sm4_gfni_avx512_bs.S: the 32 rounds on two groups in the layout bs_init writes, in place. */
-__attribute__((visibility("hidden"))) void tde_sm4_bs_rounds(__m512i st[BS_GROUPS][16],
-                                                             const uint32_t rkb[SM4_ROUNDS * 4],
-                                                             const uint64_t mats[2]);
+/*
+ * sm4_gfni_avx512_bs.S: the 32 rounds on two groups in the layout bs_init
+ * writes, in place; ..._ws also on one word-sliced group in st[2][0..3].
+ */
+__attribute__((visibility("hidden"))) void
+tde_sm4_bs_rounds(__m512i st[][16], const uint32_t rkb[SM4_ROUNDS * 4], const uint64_t mats[2]);
+__attribute__((visibility("hidden"))) void tde_sm4_bs_rounds_ws(__m512i st[][16],
+                                                                const uint32_t rkb[SM4_ROUNDS * 4],
+                                                                const uint64_t mats[2],
+                                                                const uint32_t rkw[SM4_ROUNDS]);
 
 /*
  * One round: x0 ^ T(t) with T = L(tau(.)): the S-box on every byte, then
@@ -67,17 +73,10 @@ counter_words(const uint8_t ctr[16], uint32_t w[4], unsigned blocks)
     return w[3] > UINT32_MAX - (blocks - 1);
 }
 
-/*
- * XORs the keystream of groups * WIDTH blocks from block @p first of the batch
- * (at @p ctr) into the chunks @p io names.
- */
+/* The counters of @p groups word-sliced groups from block @p first of the batch at @p ctr. */
 INLINE void
-ws_batch(const uint32_t *rk, const uint8_t batch_ctr[16], const sm4_io *io, const int groups,
-         const unsigned first)
+ws_init(__m512i x[][4], const int groups, const uint8_t batch_ctr[16], const unsigned first)
 {
-    const __m512i bswap =
-        _mm512_set4_epi32(0x0c0d0e0f, 0x08090a0b, 0x04050607, 0x00010203); /* per 32-bit word */
-    __m512i x[GROUPS][4];
     uint32_t w[4];
     uint8_t ctr[16];
 
@@ -103,21 +102,14 @@ ws_batch(const uint32_t *rk, const uint8_t batch_ctr[16], const sm4_io *io, cons
             for (int i = 0; i < 4; i++)
                 x[g][i] = _mm512_loadu_si512(words + (g * 4 + i) * WIDTH);
     }
+}
 
-    for (int r = 0; r < SM4_ROUNDS; r += 4) {
-#pragma GCC unroll 16
-        for (int k = 0; k < 4; k++) {
-            const __m512i key = _mm512_set1_epi32((int)rk[r + k]);
-#pragma GCC unroll 16
-            for (int g = 0; g < groups; g++) {
-                /* x[(k + 3) & 3] is the newest word: XOR it in last. */
-                __m512i t =
-                    _mm512_ternarylogic_epi32(x[g][(k + 1) & 3], x[g][(k + 2) & 3], key, 0x96);
-                x[g][k] = sm4_round(x[g][k], _mm512_xor_si512(t, x[g][(k + 3) & 3]));
-            }
-        }
-    }
-
+/* XORs the keystream of @p groups word-sliced groups (blocks @p first ..) into their chunks. */
+INLINE void
+ws_output(__m512i x[][4], const int groups, const sm4_io *io, const unsigned first)
+{
+    const __m512i bswap =
+        _mm512_set4_epi32(0x0c0d0e0f, 0x08090a0b, 0x04050607, 0x00010203); /* per 32-bit word */
     /* A local copy: stores through uint8_t pointers would force reloads of *io. */
     const sm4_io where = *io;
     /* The common case: every chunk in place (and no branch per chunk to find it). */
@@ -149,6 +141,29 @@ ws_batch(const uint32_t *rk, const uint8_t batch_ctr[16], const sm4_io *io, cons
             _mm512_storeu_si512(dst, _mm512_xor_si512(d, _mm512_shuffle_epi8(o[k], bswap)));
         }
     }
+}
+
+/* XORs the keystream of groups * WIDTH blocks from @p ctr into the chunks @p io names. */
+INLINE void
+ws_batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int groups)
+{
+    __m512i x[GROUPS][4];
+
+    ws_init(x, groups, ctr, 0);
+    for (int r = 0; r < SM4_ROUNDS; r += 4) {
+#pragma GCC unroll 16
+        for (int k = 0; k < 4; k++) {
+            const __m512i key = _mm512_set1_epi32((int)rk[r + k]);
+#pragma GCC unroll 16
+            for (int g = 0; g < groups; g++) {
+                /* x[(k + 3) & 3] is the newest word: XOR it in last. */
+                __m512i t =
+                    _mm512_ternarylogic_epi32(x[g][(k + 1) & 3], x[g][(k + 2) & 3], key, 0x96);
+                x[g][k] = sm4_round(x[g][k], _mm512_xor_si512(t, x[g][(k + 3) & 3]));
+            }
+        }
+    }
+    ws_output(x, groups, io, 0);
 }
 
 /*
@@ -257,12 +272,19 @@ bs_output(const __m512i mapped[16], const sm4_io *where, bool direct, unsigned c
     }
 }
 
-/* XORs the keystream of the two byte-sliced groups (128 blocks) into the chunks @p io names. */
-static TARGET void
-bs_batch(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io)
+/*
+ * XORs the keystream of the two byte-sliced groups (128 blocks), and with
+ * @p ws of one word-sliced group after them (16 blocks, whose rounds the
+ * kernel runs beside), into the chunks @p io names.
+ */
+INLINE void
+bs_batch(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io, const bool ws)
 {
     static const uint64_t mats[2] = {SM4_GFNI_BS_M0_MATRIX, SM4_GFNI_BS_M1_MATRIX};
-    __m512i st[BS_GROUPS][16]; /* keystream after the rounds: wiped below */
+    const __m512i pre = _mm512_set1_epi64((long long)SM4_GFNI_PRE_MATRIX);
+    const __m512i unmap = _mm512_set1_epi64((long long)SM4_GFNI_BS_UNMAP_MATRIX);
+    __m512i st[BS_GROUPS + 1][16]; /* keystream after the rounds: wiped below */
+    __m512i xw[1][4];
     uint32_t w[4];
     const unsigned blocks = BS_GROUPS * BS_BLOCKS;
     const bool wraps = counter_words(ctr, w, blocks);
@@ -270,32 +292,58 @@ bs_batch(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io)
 #pragma GCC unroll 2
     for (int g = 0; g < BS_GROUPS; g++)
         bs_init(st[g], w, ctr, (unsigned)g, wraps);
-    tde_sm4_bs_rounds(st, sched + SM4_ROUNDS, mats);
+    if (ws) {
+        ws_init(xw, 1, ctr, blocks);
+        for (int i = 0; i < 4; i++)
+            st[BS_GROUPS][i] = _mm512_gf2p8affine_epi64_epi8(xw[0][i], pre, 0);
+        tde_sm4_bs_rounds_ws(st, sched + SM4_ROUNDS, mats, sched + SM4_ROUNDS * 5);
+    } else {
+        tde_sm4_bs_rounds(st, sched + SM4_ROUNDS, mats);
+    }
     const sm4_io where = *io;
     const bool direct = where.first == 0 && where.end >= blocks / 4;
 #pragma GCC unroll 2
     for (int g = 0; g < BS_GROUPS; g++)
         bs_output(st[g], &where, direct, (unsigned)g * (BS_BLOCKS / 4));
-        /*
-         * Wipe the keystream with vector stores the compiler may neither drop nor
-         * turn into rep stos (OPENSSL_cleanse's byte loop and rep stos each cost a
-         * fifth of a batch).
-         */
+    if (ws) {
+        for (int i = 0; i < 4; i++)
+            xw[0][i] = _mm512_gf2p8affine_epi64_epi8(st[BS_GROUPS][i], unmap, 0);
+        ws_output(xw, 1, &where, blocks);
+    }
+    /*
+     * Wipe the keystream with vector stores the compiler may neither drop nor
+     * turn into rep stos (OPENSSL_cleanse's byte loop and rep stos each cost a
+     * fifth of a batch).
+     */
 #pragma GCC unroll 32
     for (int i = 0; i < BS_GROUPS * 16; i++)
         *(volatile __m512i *)&st[i / 16][i % 16] = _mm512_setzero_si512();
+    if (ws)
+        for (int i = 0; i < 4; i++)
+            *(volatile __m512i *)&st[BS_GROUPS][i] = _mm512_setzero_si512();
+}
+
+static TARGET void
+bs_128(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io)
+{
+    bs_batch(sched, ctr, io, false);
+}
+
+static TARGET void
+bs_144(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io)
+{
+    bs_batch(sched, ctr, io, true);
 }
 
 /* One instance per batch size, so that every loop over groups is unrolled. */
 #define WS_FN(n)                                                                                   \
     static TARGET void ws_##n(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io)      \
     {                                                                                              \
-        ws_batch(sched, ctr, io, n, 0);                                                            \
+        ws_batch(sched, ctr, io, n);                                                               \
     }
 WS_FN(1)
 WS_FN(2)
 WS_FN(4)
-WS_FN(9)
 
 /* Sizes in word-sliced groups of 16 blocks; 8 is the byte-sliced kernel's 128 blocks. */
 static const sm4_impl impl = {
@@ -306,8 +354,8 @@ static const sm4_impl impl = {
             {1, ws_1},
             {2, ws_2},
             {4, ws_4},
-            {8, bs_batch},
-            {9, ws_9},
+            {8, bs_128},
+            {9, bs_144},
         },
 };
 

@@ -115,12 +115,41 @@
         .endr
 .endm
 
-/* Round r of the first @p groups groups. */
-.macro ROUND r, groups
+/*
+ * Round r of the word-sliced group (word w of its 16 blocks in st row 32 + w,
+ * premapped too; rkw: round keys with premapped bytes): the same matrices,
+ * and L's byte moves as rotations, new = z0 + P0 + (P0 + P1 >>> 8) + P1 >>>
+ * 16 + P1 >>> 24. zmm25 holds the newest word, zmm26-29 are scratch.
+ */
+.macro WS_ROUND r
+        WS_ROUND1 %(2048 + 64 * (r % 4)), %(2048 + 64 * ((r + 1) % 4)), %(2048 + 64 * ((r + 2) % 4)), %(4 * r)
+.endm
+
+.macro WS_ROUND1 z0, z1, z2, key
+        vmovdqa64 zmm28, ZMMWORD PTR [rdi + \z2]
+        vpbroadcastd zmm26, DWORD PTR [rcx + \key]
+        vpternlogd zmm26, zmm28, ZMMWORD PTR [rdi + \z1], 0x96
+        vpxord zmm26, zmm26, zmm25
+        vgf2p8affineinvqb zmm27, zmm26, zmm31, SM4_GFNI_BS_M1_CONST
+        vgf2p8affineinvqb zmm26, zmm26, zmm30, SM4_GFNI_BS_M0_CONST
+        vprord zmm28, zmm26, 8
+        vprord zmm29, zmm27, 8
+        vpternlogd zmm28, zmm26, zmm29, 0x96
+        vprord zmm29, zmm27, 16
+        vprord zmm27, zmm27, 24
+        vmovdqa64 zmm25, ZMMWORD PTR [rdi + \z0]
+        vpternlogd zmm25, zmm28, zmm29, 0x96
+        vpxord zmm25, zmm25, zmm27
+        vmovdqa64 ZMMWORD PTR [rdi + \z0], zmm25
+.endm
+
+/* Round r of both groups, and of the word-sliced one if @p ws. */
+.macro ROUND r, ws
         ROUND_G 0, r, 0
-        .if groups > 1
-        ROUND_G 1, r, 8
+        .if ws
+        WS_ROUND r
         .endif
+        ROUND_G 1, r, 8
 .endm
 
 /* Loads word w of group g into registers reg..reg+3. */
@@ -134,8 +163,8 @@
         vmovdqa64 zmm\reg, ZMMWORD PTR [rdi + \off]
 .endm
 
-/* The kernel for @p groups groups (1 or 2). */
-.macro KERNEL name, groups
+/* The kernel, with the word-sliced group if @p ws (its round keys in rcx). */
+.macro KERNEL name, ws
         .globl \name
         .hidden \name
         .type \name, @function
@@ -145,19 +174,23 @@
         vpbroadcastq zmm30, QWORD PTR [rdx]
         vpbroadcastq zmm31, QWORD PTR [rdx + 8]
         .irp g, 0, 1
-        .if g < groups
         LOAD g, 2, %(8 * g)
         LOAD g, 3, %(8 * g + 4)
-        .endif
         .endr
+        .if ws
+        vmovdqa64 zmm25, ZMMWORD PTR [rdi + 2048 + 64 * 3]
+        .endif
         /* Eight times four rounds: the pattern of registers and words repeats every four. */
         mov eax, 8
 1:
-        ROUND 0, groups
-        ROUND 1, groups
-        ROUND 2, groups
-        ROUND 3, groups
+        ROUND 0, ws
+        ROUND 1, ws
+        ROUND 2, ws
+        ROUND 3, ws
         add rsi, 64
+        .if ws
+        add rcx, 16
+        .endif
         dec eax
         jnz 1b
         vzeroupper
@@ -165,6 +198,7 @@
         .size \name, . - \name
 .endm
 
-        KERNEL tde_sm4_bs_rounds, 2
+        KERNEL tde_sm4_bs_rounds, 0
+        KERNEL tde_sm4_bs_rounds_ws, 1
 
         .section .note.GNU-stack, "", @progbits
