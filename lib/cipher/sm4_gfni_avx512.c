@@ -1,17 +1,18 @@
 /*
  * SM4-CTR with GFNI and AVX-512, two layouts of the blocks in flight:
  *
- * - word-sliced (batches up to 64 blocks, and the 16 blocks that end a call
- *   one block longer than whole 128-block batches): a group of 16 blocks in 4
+ * - word-sliced (batches up to 64 blocks): a group of 16 blocks in 4
  *   registers, register w holding word w of each block. A round is the S-box
  *   (one GF2P8AFFINEQB, one GF2P8AFFINEINVQB) and L's four rotations, six
  *   instructions on the two ports that run shuffles, rotations and GFNI.
- * - byte-sliced (batches of 128 blocks): two groups of 64 blocks, byte j of
- *   word w of each block in row 4w + j, whose 32 rounds run in the assembly
- *   kernel sm4_gfni_avx512_bs.S (layout, register allocation and why there).
- *   L's rotations by 8, 16 and 24 become the choice of row, the rotation by 2
- *   is folded into two GF2P8AFFINEINVQB matrices: 8 GFNI instructions per 64
- *   blocks and round, against 24 word-sliced.
+ * - byte-sliced (batches of 128 blocks, or 144 to end a call one block past
+ *   whole batches): two groups of 64 blocks, byte j of word w of each block
+ *   in row 4w + j, whose 32 rounds run in the assembly kernel
+ *   sm4_gfni_avx512_bs.S (layout, register allocation and why there), with
+ *   the 16 extra blocks as a word-sliced group beside them. L's rotations by
+ *   8, 16 and 24 become the choice of row, the rotation by 2 is folded into
+ *   two GF2P8AFFINEINVQB matrices: 8 GFNI instructions per 64 blocks and
+ *   round, against 24 GFNI or rotations word-sliced.
  *
  * Constants and their derivation: sm4_consts.h, docs/ciphers.md. Compiled for
  * these instructions only inside this file's functions (and the kernel); used
