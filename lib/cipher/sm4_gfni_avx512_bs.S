@@ -39,6 +39,7 @@
  * (unrolled 32 rounds were 16 KiB of code and thrashed the instruction cache
  * beside the word-sliced path).
  */
+#if defined(__x86_64__)
 #include "cipher/sm4_consts.h"
 
         .intel_syntax noprefix
@@ -201,4 +202,5 @@
         KERNEL tde_sm4_bs_rounds, 0
         KERNEL tde_sm4_bs_rounds_ws, 1
 
+#endif
         .section .note.GNU-stack, "", @progbits
