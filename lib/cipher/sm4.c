@@ -47,6 +47,21 @@ key_transform(uint32_t x)
     return b ^ rol32(b, 13) ^ rol32(b, 23);
 }
 
+/* GF2P8AFFINEQB with SM4_GFNI_PRE_MATRIX on one byte: bit i is row qword byte 7 - i. */
+static uint32_t
+gfni_pre(uint32_t x)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 8; i++) {
+        uint32_t row = (uint32_t)(SM4_GFNI_PRE_MATRIX >> (8 * (7 - i))) & x & 0xff;
+        row ^= row >> 4;
+        row ^= row >> 2;
+        row ^= row >> 1;
+        r |= (row & 1) << i;
+    }
+    return r ^ SM4_GFNI_PRE_CONST;
+}
+
 tde_status
 sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t key_len)
 {
@@ -60,7 +75,7 @@ sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t key_len)
             TDE_ERR_INVALID_ARG,
             "sm4: needs method sm4-ctr and a %d-byte key (got method %d, %zu bytes)", SM4_KEY_LEN,
             (int)m, key_len);
-    TDE_RET(tde_secret_new(&s, SM4_ROUNDS * sizeof(uint32_t)));
+    TDE_RET(tde_secret_new(&s, SM4_SCHED_WORDS * sizeof(uint32_t)));
     rk = (uint32_t *)(void *)tde_secret_data_mut(s);
     for (int i = 0; i < 4; i++)
         k[i] = load_be32(key + 4 * i) ^ fk[i];
@@ -71,6 +86,12 @@ sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t key_len)
             ck = ck << 8 | (uint32_t)(((4 * i + j) * 7) & 0xff);
         rk[i] = k[i & 3] ^ key_transform(k[(i + 1) & 3] ^ k[(i + 2) & 3] ^ k[(i + 3) & 3] ^ ck);
         k[i & 3] = rk[i];
+        rk[SM4_ROUNDS * 5 + i] = 0;
+        for (int j = 0; j < 4; j++) {
+            uint32_t b = gfni_pre(rk[i] >> (8 * j) & 0xff);
+            rk[SM4_ROUNDS + 4 * i + j] = b * 0x01010101u;
+            rk[SM4_ROUNDS * 5 + i] |= b << (8 * j);
+        }
     }
     OPENSSL_cleanse(k, sizeof(k));
     *sched = s;

@@ -20,6 +20,14 @@ extern const cipher_backend tde_cipher_backend_sm4_aesni;
 
 #define SM4_KEY_LEN 16
 #define SM4_ROUNDS 32
+/*
+ * The key schedule: the 32 round keys, then for the byte-sliced kernel
+ * (sm4_gfni_avx512_bs.S) byte j (0 = least significant) of round key i, mapped
+ * by the GFNI pre-affine map (PRE x + pre_c), in all four bytes of word
+ * SM4_ROUNDS + 4i + j, then round key i with each byte so mapped in word
+ * SM4_ROUNDS * 5 + i (for the word-sliced group the kernel runs beside).
+ */
+#define SM4_SCHED_WORDS (SM4_ROUNDS * 6)
 
 /* The S-box of GB/T 32907-2016 (table 1). */
 extern const uint8_t sm4_sbox[256];

@@ -12,6 +12,15 @@
 /* GF2P8AFFINEINVQB matrix and constant: y -> A phi^-1 inv_aes(y) + c. */
 #define SM4_GFNI_POST_MATRIX 0xf3ab34a974a6b589ULL
 #define SM4_GFNI_POST_CONST 0xd3
+/*
+ * Byte-sliced path (state premapped by PRE's linear part): GF2P8AFFINEINVQB
+ * giving PRE C0 S and PRE C1 S, and GF2P8AFFINEQB's PRE^-1 (docs/ciphers.md).
+ */
+#define SM4_GFNI_BS_M0_MATRIX 0x040db891e9a481b7ULL
+#define SM4_GFNI_BS_M0_CONST 0x72
+#define SM4_GFNI_BS_M1_MATRIX 0x2c020425162040adULL
+#define SM4_GFNI_BS_M1_CONST 0x63
+#define SM4_GFNI_BS_UNMAP_MATRIX 0xb3a4f5863284728bULL
 
 /* AES-NI path: nibble tables of the affine maps before and after AESENCLAST. */
 #define SM4_AESNI_PRE_LO                                                                           \

@@ -142,7 +142,10 @@ test_sm4_matches_openssl_at_batch_edges(void **state)
  * Every skip (0..15) and every length from 0 to four largest batches plus 33
  * bytes, at counters with no carry nearby and with carries across 2^32, 2^64
  * and the 2^128 wrap inside the first batch, in place and out of place, in
- * exact-size heap buffers (so that ASan sees any overread or overwrite).
+ * exact-size heap buffers (so that ASan sees any overread or overwrite). On
+ * AVX-512, after 100 blocks is in the second byte-sliced group of the first
+ * batch, after 200 in the second batch, after 260 in the word-sliced group
+ * that the kernel runs beside the second batch of a 257-272 block call.
  */
 static void
 test_sm4_every_skip_and_length(void **state)
@@ -159,7 +162,9 @@ test_sm4_every_skip_and_length(void **state)
     } bases[] = {
         {"no carry", 2, 0x00, 0x10},
         {"carry at 2^32 after 1 block", 4, 0xff, 0xff},
+        {"carry at 2^32 after 100 blocks", 4, 0xff, 0x9c},
         {"carry at 2^32 after 200 blocks", 4, 0xff, 0x38},
+        {"carry at 2^64 after 260 blocks", 8, 0xfe, 0xfc},
         {"carry at 2^64 after 23 blocks", 8, 0xff, 0xe9},
         {"2^128 wrap after 13 blocks", 16, 0xff, 0xf3},
     };

@@ -177,6 +177,51 @@ for x in range(256):
         fail("AES-NI form fails at x=%#04x" % x)
 
 
+# Byte-sliced form (one register per byte of a word, sm4_gfni_avx512_bs.S):
+# with y_j byte j (0 = least significant) of y = S(t), and bytes indexed mod 4,
+#   L(y)_j = C0 (y_j + y_j+1) + C1 (y_j+1 + y_j+2 + y_j+3)
+# where C0 b = b + (b << 2), C1 b = b <<< 2 (on the byte): L's rotations by 8,
+# 16 and 24 become the choice of byte register. The kernel keeps the state
+# premapped, z = PRE x bytewise (PRE's linear part): then the round input
+# PRE t + pre_c = z1 + z2 + z3 + (PRE rk + pre_c) needs no GF2P8AFFINEQB, and
+# PRE C0 S, PRE C1 S are two GF2P8AFFINEINVQB matrices (POST and C folded
+# in). PRE^-1 maps the state back after the last round.
+C0 = mat_from_func(lambda b: b ^ ((b << 2) & 0xFF))
+C1 = mat_from_func(lambda b: rotl8(b, 2))
+BS_M0 = gfni_qword(mat_mul(PRE, mat_mul(C0, POST)))
+BS_C0 = mat_apply(PRE, mat_apply(C0, C))
+BS_M1 = gfni_qword(mat_mul(PRE, mat_mul(C1, POST)))
+BS_C1 = mat_apply(PRE, mat_apply(C1, C))
+BS_UNMAP = gfni_qword(mat_inv(PRE))
+
+
+def rotl32(x, r):
+    return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF
+
+
+for x in range(256):
+    z = gfni_affine(x, GFNI_PRE, 0, False)  # the premapped byte
+    if gfni_affine(z, BS_UNMAP, 0, False) != x:
+        fail("byte-sliced unmapping fails at x=%#04x" % x)
+    u = z ^ PRE_C  # what the round feeds the S-box, key folded in
+    if (gfni_affine(u, BS_M0, BS_C0, True) != mat_apply(PRE, mat_apply(C0, SBOX[x]))
+            or gfni_affine(u, BS_M1, BS_C1, True) != mat_apply(PRE, mat_apply(C1, SBOX[x]))):
+        fail("byte-sliced matrices fail at x=%#04x" % x)
+for j in range(4):
+    for bit in range(8):  # L is linear: check it on every basis vector of byte j
+        y = 1 << (8 * j + bit)
+        want = y ^ rotl32(y, 2) ^ rotl32(y, 10) ^ rotl32(y, 18) ^ rotl32(y, 24)
+        yb = [(y >> (8 * k)) & 0xFF for k in range(4)]
+        got = 0
+        for k in range(4):
+            b = mat_apply(C0, yb[k]) ^ mat_apply(C0, yb[(k + 1) % 4])
+            for d in (1, 2, 3):
+                b ^= mat_apply(C1, yb[(k - d) % 4])
+            got |= b << (8 * k)
+        if got != want:
+            fail("byte-sliced L fails on bit %d" % (8 * j + bit))
+
+
 def c_bytes(vals):
     return ", ".join("0x%02x" % v for v in vals)
 
@@ -195,6 +240,15 @@ HEADER = """/*
 /* GF2P8AFFINEINVQB matrix and constant: y -> A phi^-1 inv_aes(y) + c. */
 #define SM4_GFNI_POST_MATRIX 0x%016xULL
 #define SM4_GFNI_POST_CONST 0x%02x
+/*
+ * Byte-sliced path (state premapped by PRE's linear part): GF2P8AFFINEINVQB
+ * giving PRE C0 S and PRE C1 S, and GF2P8AFFINEQB's PRE^-1 (docs/ciphers.md).
+ */
+#define SM4_GFNI_BS_M0_MATRIX 0x%016xULL
+#define SM4_GFNI_BS_M0_CONST 0x%02x
+#define SM4_GFNI_BS_M1_MATRIX 0x%016xULL
+#define SM4_GFNI_BS_M1_CONST 0x%02x
+#define SM4_GFNI_BS_UNMAP_MATRIX 0x%016xULL
 
 /* AES-NI path: nibble tables of the affine maps before and after AESENCLAST. */
 #define SM4_AESNI_PRE_LO %s
@@ -206,7 +260,7 @@ HEADER = """/*
 #define SM4_SBOX_TABLE %s
 
 #endif
-""" % (GFNI_PRE, PRE_C, GFNI_POST, C, c_bytes(PRE_LO), c_bytes(PRE_HI), c_bytes(POST_LO),
+""" % (GFNI_PRE, PRE_C, GFNI_POST, C, BS_M0, BS_C0, BS_M1, BS_C1, BS_UNMAP, c_bytes(PRE_LO), c_bytes(PRE_HI), c_bytes(POST_LO),
        c_bytes(POST_HI), c_bytes(SBOX))
 
 
