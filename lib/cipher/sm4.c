@@ -19,12 +19,6 @@ rol32(uint32_t x, unsigned n)
     return (x << n) | (x >> (32 - n));
 }
 
-static uint32_t
-load_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /*
  * S-box lookup that reads every entry, so that the key-dependent index leaves
  * no trace in the cache (the vector paths compute the S-box instead).
@@ -78,7 +72,7 @@ sm4_key_new(void **sched, tde_method m, const uint8_t *key, size_t key_len)
     TDE_RET(tde_secret_new(&s, SM4_SCHED_WORDS * sizeof(uint32_t)));
     rk = (uint32_t *)(void *)tde_secret_data_mut(s);
     for (int i = 0; i < 4; i++)
-        k[i] = load_be32(key + 4 * i) ^ fk[i];
+        k[i] = sm4_load_be32(key + 4 * i) ^ fk[i];
     for (int i = 0; i < SM4_ROUNDS; i++) {
         /* CK_i's byte j is (4i + j) * 7 mod 256 (GB/T 32907-2016, 7.3). */
         uint32_t ck = 0;
@@ -123,7 +117,7 @@ sm4_counters_transposed(const uint8_t ctr[16], unsigned width, unsigned groups, 
             memcpy(c, ctr, 16);
             sm4_counter_add(c, g * width + (l % 4) * (width / 4) + l / 4);
             for (unsigned w = 0; w < 4; w++)
-                words[(g * 4 + w) * width + l] = load_be32(c + 4 * w);
+                words[(g * 4 + w) * width + l] = sm4_load_be32(c + 4 * w);
         }
     }
 }

@@ -6,6 +6,7 @@
 #ifndef TDE_LIB_CIPHER_SM4_H
 #define TDE_LIB_CIPHER_SM4_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,6 +100,25 @@ void sm4_key_free(void *sched);
  */
 tde_status sm4_process(const sm4_impl *impl, void *sched, const uint8_t counter[16], unsigned skip,
                        const uint8_t *in, uint8_t *out, size_t len);
+
+static inline uint32_t
+sm4_load_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * The four big-endian words of counter @p ctr into @p w; whether its low word
+ * wraps within the @p blocks blocks from it (the kernels then take counters
+ * from sm4_counters_transposed instead of adding lane offsets).
+ */
+static inline bool
+sm4_counter_words(const uint8_t ctr[16], uint32_t w[4], unsigned blocks)
+{
+    for (int i = 0; i < 4; i++)
+        w[i] = sm4_load_be32(ctr + 4 * i);
+    return w[3] > UINT32_MAX - (blocks - 1);
+}
 
 /* Adds @p n to the 128-bit big-endian counter @p ctr (mod 2^128). */
 void sm4_counter_add(uint8_t ctr[16], uint64_t n);

@@ -63,10 +63,7 @@ batch(const uint32_t *rk, const uint8_t ctr[16], const sm4_io *io, const int gro
     __m256i x[GROUPS][4];
     uint32_t w[4];
 
-    for (int i = 0; i < 4; i++)
-        w[i] = (uint32_t)ctr[4 * i] << 24 | (uint32_t)ctr[4 * i + 1] << 16 |
-               (uint32_t)ctr[4 * i + 2] << 8 | ctr[4 * i + 3];
-    if (w[3] <= UINT32_MAX - (uint32_t)(groups * WIDTH - 1)) {
+    if (!sm4_counter_words(ctr, w, (unsigned)(groups * WIDTH))) {
         /* Lane 4j+i holds block 2i+j (see sm4_counters_transposed). */
         const __m256i lane = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
 #pragma GCC unroll 16

@@ -64,16 +64,6 @@ sm4_round(__m512i x0, __m512i t)
     return _mm512_xor_si512(a, b);
 }
 
-/* Counter words of @p ctr; whether the low word wraps within @p blocks blocks from it. */
-static inline bool
-counter_words(const uint8_t ctr[16], uint32_t w[4], unsigned blocks)
-{
-    for (int i = 0; i < 4; i++)
-        w[i] = (uint32_t)ctr[4 * i] << 24 | (uint32_t)ctr[4 * i + 1] << 16 |
-               (uint32_t)ctr[4 * i + 2] << 8 | ctr[4 * i + 3];
-    return w[3] > UINT32_MAX - (blocks - 1);
-}
-
 /* The counters of @p groups word-sliced groups from block @p first of the batch at @p ctr. */
 INLINE void
 ws_init(__m512i x[][4], const int groups, const uint8_t batch_ctr[16], const unsigned first)
@@ -83,7 +73,7 @@ ws_init(__m512i x[][4], const int groups, const uint8_t batch_ctr[16], const uns
 
     memcpy(ctr, batch_ctr, 16);
     sm4_counter_add(ctr, first);
-    if (!counter_words(ctr, w, (unsigned)(groups * WIDTH))) {
+    if (!sm4_counter_words(ctr, w, (unsigned)(groups * WIDTH))) {
         /* Lane 4j+i holds block 4i+j (see sm4_counters_transposed). */
         const __m512i lane =
             _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -288,7 +278,7 @@ bs_batch(const uint32_t *sched, const uint8_t ctr[16], const sm4_io *io, const b
     __m512i xw[1][4];
     uint32_t w[4];
     const unsigned blocks = BS_GROUPS * BS_BLOCKS;
-    const bool wraps = counter_words(ctr, w, blocks);
+    const bool wraps = sm4_counter_words(ctr, w, blocks);
 
 #pragma GCC unroll 2
     for (int g = 0; g < BS_GROUPS; g++)
